@@ -1,0 +1,85 @@
+"""polymodal: unified multimodal learning (Meta-Transformer, arXiv 2307.10802).
+
+Every modality is turned into tokens by its own tokenizer, one shared transformer encoder encodes all of them,
+and small heads predict. Modalities are plugins found through the entry-point group ``polymodal.plugins``.
+
+The names below are imported lazily, so ``import polymodal`` stays cheap until something is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # building and loading
+    "build_model": "polymodal.core.model",
+    "MultimodalModel": "polymodal.core.model",
+    "from_pretrained": "polymodal.core.checkpoint",
+    "ModelConfig": "polymodal.registry.config",
+    # registry
+    "register": "polymodal.registry.tables",
+    "get": "polymodal.registry.tables",
+    "list_modalities": "polymodal.registry.tables",
+    "list_tokenizers": "polymodal.registry.tables",
+    "list_encoders": "polymodal.registry.tables",
+    "list_heads": "polymodal.registry.tables",
+    "list_data_sources": "polymodal.registry.tables",
+    "list_plugins": "polymodal.registry.plugins",
+    "load_plugin": "polymodal.registry.plugins",
+    "hookimpl": "polymodal.registry.hookspecs",
+    "UnknownNameError": "polymodal.registry.errors",
+    "DuplicateNameError": "polymodal.registry.errors",
+    # base classes
+    "Tokens": "polymodal.core.tokens",
+    "Tokenizer": "polymodal.core.tokenizer",
+    "TokenizerConfig": "polymodal.core.tokenizer",
+    "Encoder": "polymodal.core.encoder",
+    "EncoderConfig": "polymodal.core.encoder",
+    "Head": "polymodal.core.heads",
+    "HeadConfig": "polymodal.core.heads",
+    "DataSource": "polymodal.core.data",
+    "DataSourceConfig": "polymodal.core.data",
+    "ModalityInputError": "polymodal.core.component",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from polymodal.core.checkpoint import from_pretrained
+    from polymodal.core.component import ModalityInputError
+    from polymodal.core.data import DataSource, DataSourceConfig
+    from polymodal.core.encoder import Encoder, EncoderConfig
+    from polymodal.core.heads import Head, HeadConfig
+    from polymodal.core.model import MultimodalModel, build_model
+    from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
+    from polymodal.core.tokens import Tokens
+    from polymodal.registry.config import ModelConfig
+    from polymodal.registry.errors import DuplicateNameError, UnknownNameError
+    from polymodal.registry.hookspecs import hookimpl
+    from polymodal.registry.plugins import list_plugins, load_plugin
+    from polymodal.registry.tables import (
+        get,
+        list_data_sources,
+        list_encoders,
+        list_heads,
+        list_modalities,
+        list_tokenizers,
+        register,
+    )

@@ -1,0 +1,122 @@
+"""The ``polymodal`` command line: ``list``, ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+KINDS = {
+    "modalities": None,
+    "tokenizers": "tokenizer",
+    "encoders": "encoder",
+    "heads": "head",
+    "data": "data source",
+    "plugins": None,
+}
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from polymodal.registry import plugins, tables
+
+    what = args.what
+    pattern = args.filter
+    if what == "plugins":
+        infos = plugins.list_plugins()
+        rows = [("plugin", "status", "distribution", "components")]
+        for i in infos:
+            rows.append((i.name, i.status, f"{i.distribution} {i.version}".strip(), ", ".join(i.components)))
+        _table(rows)
+        for i in infos:
+            if i.status == "failed":
+                print(
+                    f"\n{i.name}: {i.error}\n  entry point: {i.entry_point}\n"
+                    f"  block it with {plugins.BLOCK_ENV}={i.name}"
+                )
+        return 0
+    if what == "modalities":
+        rows = [("modality", "tokenizers", "data sources")]
+        sources = [tables.get("data source", n) for n in tables.list_data_sources()]
+        for m in tables.list_modalities(pattern):
+            toks = [n for n in tables.list_tokenizers() if tables.get("tokenizer", n).modality == m]
+            data = [s.name for s in sources if s.modality == m]
+            rows.append((m, ", ".join(toks), ", ".join(data)))
+        _table(rows)
+        return 0
+    kind = KINDS[what]
+    for name in tables._filter(tables._names(kind), pattern, ()):
+        cls = tables.get(kind, name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name:<24} {doc[0] if doc else ''}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from polymodal.registry import tables
+    from polymodal.registry.errors import UnknownNameError
+
+    kinds = [KINDS[args.kind]] if args.kind else ["tokenizer", "encoder", "head", "data source"]
+    found = []
+    for kind in kinds:
+        try:
+            found.append((kind, tables.get(kind, args.name)))
+        except UnknownNameError as exc:
+            last = exc
+    if not found:
+        print(f"polymodal: {last}", file=sys.stderr)
+        return 2
+    for kind, cls in found:
+        print(f"{kind} {cls.name!r}: {cls.__module__}.{cls.__qualname__}")
+        doc = (cls.__doc__ or "").strip()
+        if doc:
+            print(f"  {doc.splitlines()[0]}")
+        if args.json:
+            print(json.dumps(cls.config_class.model_json_schema(), indent=2))
+            continue
+        rows = [("field", "type", "default", "description")]
+        for fname, field in cls.config_class.model_fields.items():
+            default = (
+                "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            )
+            rows.append((fname, _type_name(field.annotation), default, field.description or ""))
+        _table(rows, indent="  ")
+    return 0
+
+
+def _type_name(annotation: object) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if n == 0:
+            print(indent + "  ".join("-" * w for w in widths))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="polymodal", description="Unified multimodal learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list registered modalities, components or plugins")
+    p.add_argument("what", nargs="?", default="modalities", choices=list(KINDS))
+    p.add_argument("filter", nargs="?", default="*", help="fnmatch pattern, e.g. 'vit_*'")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("info", help="a component's config fields and defaults")
+    p.add_argument("name")
+    p.add_argument("--kind", choices=[k for k, v in KINDS.items() if v], help="which table to look in")
+    p.add_argument("--json", action="store_true", help="print the JSON schema")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

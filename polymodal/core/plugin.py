@@ -1,0 +1,16 @@
+"""The built-in plugin for modality-agnostic components (encoders and heads).
+
+Declared in our pyproject as the entry point ``core = "polymodal.core.plugin"``: the host's own defaults take the
+same path as any third-party plugin.
+"""
+
+from __future__ import annotations
+
+from polymodal.core.encoder import ENCODER_CLASSES
+from polymodal.core.heads import HEAD_CLASSES
+from polymodal.registry.hookspecs import hookimpl
+
+
+@hookimpl
+def polymodal_components() -> list[type]:
+    return [*ENCODER_CLASSES, *HEAD_CLASSES]

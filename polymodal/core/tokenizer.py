@@ -1,0 +1,134 @@
+"""The tokenizer interface (Meta-Transformer's data-to-sequence ``f``) and input checks shared by plugins.
+
+A tokenizer turns one modality's collated batch into :class:`Tokens` ``[B, N, D]`` with a mask. It owns its
+positional scheme and its input checks; the non-learned steps (decoding, resampling, normalisation) live in
+``preprocess`` (one sample, CPU, DataLoader workers) and ``collate`` (list of samples -> batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+
+from polymodal.core.component import Component, ComponentConfig, ModalityInputError
+from polymodal.core.tokens import Tokens
+
+__all__ = ["Tokenizer", "TokenizerConfig", "check_tensor", "describe"]
+
+
+class TokenizerConfig(ComponentConfig):
+    """Fields every tokenizer has."""
+
+    embed_dim: int = Field(
+        768,
+        gt=0,
+        description="Token width D. Inside a model it is taken from the encoder unless set explicitly.",
+    )
+
+
+class Tokenizer(Component, nn.Module):
+    """Base class of modality tokenizers.
+
+    Subclasses set ``name`` (the registry name), ``modality`` (defaults to ``name``), ``config_class``, and
+    implement ``forward(batch) -> Tokens`` and ``example_input``. Override ``preprocess`` and ``collate`` where the
+    raw form users hold differs from the batch the tokenizer takes.
+    """
+
+    kind: ClassVar[str] = "tokenizer"
+    modality: ClassVar[str] = ""
+    config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and not cls.__dict__.get("modality"):
+            cls.modality = cls.name
+
+    def __init__(self, config: TokenizerConfig | dict[str, Any] | None = None) -> None:
+        nn.Module.__init__(self)
+        self.config = self.coerce_config(config)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    def forward(self, batch: Any) -> Tokens:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Any:
+        """A valid batch of ``batch_size`` samples (used by the conformance checks and docs)."""
+        raise NotImplementedError(f"{self.name}: example_input is not implemented")
+
+    def invalid_examples(self) -> list[Any]:
+        """Malformed batches that must raise :class:`ModalityInputError` (checked by ``polymodal.testing``)."""
+        return []
+
+    def preprocess(self, raw: Any) -> Any:
+        """Turn one raw sample (the form users hold) into the per-sample form ``collate`` takes."""
+        return raw
+
+    def collate(self, samples: Sequence[Any]) -> Any:
+        """Stack preprocessed samples into a batch; variable-length modalities pad and return a mask."""
+        if len(samples) == 0:
+            raise ModalityInputError(self.modality, "at least one sample to collate", "an empty list")
+        shapes = {tuple(s.shape) for s in samples}
+        if len(shapes) != 1:
+            raise ModalityInputError(
+                self.modality, "samples of one shape to stack", f"shapes {sorted(shapes)}"
+            )
+        return torch.stack(list(samples))
+
+    def fail(self, expected: str, got: Any) -> ModalityInputError:
+        """An input error for this modality (``raise self.fail('…', x)``); ``got`` is described if not a str."""
+        return ModalityInputError(self.modality, expected, got if isinstance(got, str) else describe(got))
+
+
+def describe(x: Any) -> str:
+    """Short human description of an input for error messages."""
+    if isinstance(x, Tensor):
+        return f"tensor of shape {tuple(x.shape)} and dtype {str(x.dtype).removeprefix('torch.')}"
+    shape = getattr(x, "shape", None)
+    if shape is not None and hasattr(x, "dtype"):
+        return f"{type(x).__name__} of shape {tuple(shape)} and dtype {x.dtype}"
+    if isinstance(x, (list, tuple)):
+        return f"{type(x).__name__} of {len(x)} items"
+    return type(x).__name__
+
+
+def check_tensor(
+    x: Any,
+    modality: str,
+    shape: str,
+    ndim: int | Sequence[int],
+    *,
+    floating: bool | None = True,
+    finite: bool = True,
+) -> Tensor:
+    """Check a batch tensor and return it; raise :class:`ModalityInputError` naming the modality otherwise.
+
+    Args:
+        x: the input.
+        modality: name used in the message.
+        shape: the expected shape in words, e.g. ``"(B, 3, H, W)"``.
+        ndim: allowed number of dimensions.
+        floating: ``True`` requires a float dtype, ``False`` an integer dtype, ``None`` accepts both.
+        finite: reject NaN and Inf.
+    """
+    dims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if not isinstance(x, Tensor):
+        raise ModalityInputError(modality, f"a tensor {shape}", describe(x))
+    if x.dim() not in dims:
+        raise ModalityInputError(modality, f"a tensor {shape}", describe(x))
+    if x.shape[0] == 0:
+        raise ModalityInputError(modality, f"a non-empty batch {shape}", describe(x))
+    if floating is True and not x.is_floating_point():
+        raise ModalityInputError(modality, f"a floating-point tensor {shape}", describe(x))
+    if floating is False and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise ModalityInputError(modality, f"an integer tensor {shape}", describe(x))
+    if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ModalityInputError(modality, f"finite values {shape}", f"{bad} NaN/Inf values in {describe(x)}")
+    return x

@@ -1,0 +1,49 @@
+"""Names -> classes (mmengine registries), plugin discovery (pluggy) and configs (pydantic)."""
+
+from polymodal.registry.errors import (
+    DuplicateNameError,
+    InvalidComponentError,
+    PluginLoadWarning,
+    UnknownNameError,
+)
+from polymodal.registry.hookspecs import ENTRY_POINT_GROUP, hookimpl
+from polymodal.registry.plugins import PluginInfo, ensure_plugins_loaded, list_plugins, load_plugin
+from polymodal.registry.tables import (
+    DATA_SOURCES,
+    ENCODERS,
+    HEADS,
+    MODELS,
+    TOKENIZERS,
+    get,
+    list_data_sources,
+    list_encoders,
+    list_heads,
+    list_modalities,
+    list_tokenizers,
+    register,
+)
+
+__all__ = [
+    "DATA_SOURCES",
+    "ENCODERS",
+    "ENTRY_POINT_GROUP",
+    "HEADS",
+    "MODELS",
+    "TOKENIZERS",
+    "DuplicateNameError",
+    "InvalidComponentError",
+    "PluginInfo",
+    "PluginLoadWarning",
+    "UnknownNameError",
+    "ensure_plugins_loaded",
+    "get",
+    "hookimpl",
+    "list_data_sources",
+    "list_encoders",
+    "list_heads",
+    "list_modalities",
+    "list_plugins",
+    "list_tokenizers",
+    "load_plugin",
+    "register",
+]

@@ -1,0 +1,206 @@
+"""Plugin discovery with pluggy, through the entry-point group ``polymodal.plugins``.
+
+Discovery runs once, on the first lookup. ``POLYMODAL_BLOCK_PLUGINS=a,b`` blocks plugins by entry-point name;
+``POLYMODAL_DISABLE_PLUGIN_AUTOLOAD=1`` loads only the plugins polymodal itself declares. A plugin that raises
+on import or returns something other than component classes is reported (entry point, distribution, how to
+block it) with a ``PluginLoadWarning``, and the others still load.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from polymodal.registry import hookspecs
+from polymodal.registry.errors import PluginLoadWarning
+from polymodal.registry.tables import register_many
+
+__all__ = ["PluginInfo", "ensure_plugins_loaded", "list_plugins", "load_plugin", "plugin_manager"]
+
+BLOCK_ENV = "POLYMODAL_BLOCK_PLUGINS"
+NO_AUTOLOAD_ENV = "POLYMODAL_DISABLE_PLUGIN_AUTOLOAD"
+HOST_DISTRIBUTION = "polymodal"
+
+
+@dataclass
+class PluginInfo:
+    """What ``polymodal list plugins`` shows for one plugin."""
+
+    name: str
+    status: str  # "loaded" | "blocked" | "failed" | "not autoloaded"
+    distribution: str = ""
+    version: str = ""
+    entry_point: str = ""
+    components: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.loaded = False
+        self.loading = False
+        self.infos: dict[str, PluginInfo] = {}
+        self.pm = self._new_manager()
+
+    @staticmethod
+    def _new_manager() -> pluggy.PluginManager:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        return pm
+
+
+_state = _State()
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The pluggy plugin manager (after discovery)."""
+    ensure_plugins_loaded()
+    return _state.pm
+
+
+def _blocked() -> set[str]:
+    return {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(NO_AUTOLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _fail(info: PluginInfo, problem: str) -> None:
+    info.status, info.error = "failed", problem
+    where = f"entry point '{info.entry_point}'" if info.entry_point else "registered object"
+    dist = f" of distribution {info.distribution} {info.version}".rstrip() if info.distribution else ""
+    warnings.warn(
+        f"polymodal plugin {info.name!r} ({where}{dist}) failed to load: {problem}. "
+        f"The other plugins still work; to skip this one set {BLOCK_ENV}={info.name}",
+        PluginLoadWarning,
+        stacklevel=4,
+    )
+
+
+def _activate(name: str, plugin: Any, info: PluginInfo) -> None:
+    """Register ``plugin`` with pluggy, call its hook alone and register what it returns (all or nothing)."""
+    pm = _state.pm
+    try:
+        pm.register(plugin, name=name)
+    except Exception as exc:  # pluggy rejects duplicate names and malformed hookimpls
+        _fail(info, f"{type(exc).__name__}: {exc}")
+        return
+    impls = [i for i in pm.hook.polymodal_components.get_hookimpls() if i.plugin_name == name]
+    if not impls:
+        pm.unregister(name=name)
+        _fail(info, "it defines no @hookimpl polymodal_components()")
+        return
+    try:
+        classes = impls[0].function()
+        if not isinstance(classes, (list, tuple)):
+            raise TypeError(
+                f"polymodal_components() must return a list of classes, got {type(classes).__name__}"
+            )
+        info.components = register_many(list(classes), source=f"plugin {name!r}")
+        info.status = "loaded"
+    except Exception as exc:
+        pm.unregister(name=name)
+        _fail(info, f"{type(exc).__name__}: {exc}")
+
+
+def _load_entry_point(ep: EntryPoint) -> None:
+    dist = ep.dist
+    info = PluginInfo(
+        name=ep.name,
+        status="failed",
+        distribution=dist.metadata["Name"] if dist is not None else "",
+        version=dist.version if dist is not None else "",
+        entry_point=f"{ep.name} = {ep.value}",
+    )
+    if ep.name in _state.infos:
+        first = _state.infos[ep.name]
+        _state.infos[f"{ep.name} ({info.distribution})"] = info
+        _fail(info, f"the name {ep.name!r} is already taken by {first.entry_point} of {first.distribution}")
+        return
+    _state.infos[ep.name] = info
+    if ep.name in _blocked():
+        _state.pm.set_blocked(ep.name)
+        info.status = "blocked"
+        return
+    if _autoload_disabled() and info.distribution != HOST_DISTRIBUTION:
+        info.status = "not autoloaded"
+        return
+    try:
+        plugin = ep.load()
+    except Exception as exc:
+        _fail(info, f"importing {ep.value} raised {type(exc).__name__}: {exc}")
+        return
+    _activate(ep.name, plugin, info)
+
+
+def ensure_plugins_loaded() -> None:
+    """Discover and load plugins once (called by every lookup)."""
+    if _state.loaded:
+        return
+    with _state.lock:
+        if _state.loaded or _state.loading:
+            return
+        _state.loading = True
+        try:
+            eps = sorted(
+                entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: (e.dist is None, e.name)
+            )
+            if not any(ep.dist is not None and ep.dist.metadata["Name"] == HOST_DISTRIBUTION for ep in eps):
+                warnings.warn(
+                    "polymodal's own entry points were not found, so no built-in modality is available: "
+                    "install the package (`pip install -e .` in a checkout) rather than importing it from a path",
+                    PluginLoadWarning,
+                    stacklevel=3,
+                )
+            for ep in eps:
+                _load_entry_point(ep)
+        finally:
+            _state.loading = False
+            _state.loaded = True
+
+
+def load_plugin(plugin: ModuleType | object, name: str | None = None) -> PluginInfo:
+    """Load a plugin object that is not installed as a distribution (e.g. a module in a notebook).
+
+    It goes through the same checks as an entry point; a failure raises instead of warning.
+    """
+    ensure_plugins_loaded()
+    name = name or getattr(plugin, "__name__", type(plugin).__name__)
+    with _state.lock:
+        if name in _blocked():
+            info = PluginInfo(name=name, status="blocked")
+        else:
+            info = PluginInfo(name=name, status="failed")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PluginLoadWarning)
+                _activate(name, plugin, info)
+            if info.status == "failed":
+                raise RuntimeError(f"plugin {name!r} failed to load: {info.error}")
+        _state.infos[name] = info
+        return info
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every plugin seen, with its distribution, version, status, components and error (if it failed)."""
+    ensure_plugins_loaded()
+    return sorted(_state.infos.values(), key=lambda i: i.name)
+
+
+def _reset() -> None:
+    """Forget every plugin and every registered name (tests only)."""
+    from polymodal.registry import tables
+
+    with _state.lock:
+        for table in tables.TABLES.values():
+            table._module_dict.clear()
+        tables.SOURCES.clear()
+        _state.__init__()  # type: ignore[misc]
