@@ -59,14 +59,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from polymodal.registry.errors import UnknownNameError
 
     kinds = [KINDS[args.kind]] if args.kind else ["tokenizer", "encoder", "head", "data source"]
-    found = []
-    for kind in kinds:
-        try:
-            found.append((kind, tables.get(kind, args.name)))
-        except UnknownNameError as exc:
-            last = exc
+    found = [(kind, tables.get(kind, args.name)) for kind in kinds if args.name in tables._names(kind)]
     if not found:
-        print(f"polymodal: {last}", file=sys.stderr)
+        every = {n for kind in kinds for n in tables._names(kind)}
+        label = kinds[0] if len(kinds) == 1 else "component"
+        print(f"polymodal: {UnknownNameError(label, args.name, every)}", file=sys.stderr)
         return 2
     for kind, cls in found:
         print(f"{kind} {cls.name!r}: {cls.__module__}.{cls.__qualname__}")

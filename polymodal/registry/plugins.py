@@ -151,8 +151,10 @@ def ensure_plugins_loaded() -> None:
             return
         _state.loading = True
         try:
+            # The host's own plugins load first, so a third party can never take a built-in name.
             eps = sorted(
-                entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: (e.dist is None, e.name)
+                entry_points(group=hookspecs.ENTRY_POINT_GROUP),
+                key=lambda e: (e.dist is None or e.dist.metadata["Name"] != HOST_DISTRIBUTION, e.name),
             )
             if not any(ep.dist is not None and ep.dist.metadata["Name"] == HOST_DISTRIBUTION for ep in eps):
                 warnings.warn(
