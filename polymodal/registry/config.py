@@ -39,7 +39,7 @@ def resolve_config(kind: str, value: Any) -> ComponentConfig:
     if isinstance(value, ComponentConfig):
         cls = get(kind, value.type)
         if isinstance(value, cls.config_class):
-            return value
+            return value.model_copy(deep=True)  # the model fills in widths; never mutate the caller's object
         value = value.model_dump()
     if not isinstance(value, dict):
         raise ValueError(f"expected a {kind} name or a dict with 'type', got {type(value).__name__}")

@@ -118,5 +118,6 @@ def test_head_must_read_an_existing_input() -> None:
 def test_config_objects_are_accepted_and_checked() -> None:
     tok = ImageTokenizerConfig(patch_size=4)
     cfg = ModelConfig(encoder="vit_tiny", tokenizers={"image": tok})  # type: ignore[arg-type]
-    assert cfg.tokenizers["image"].patch_size == 4
+    assert cfg.tokenizers["image"].patch_size == 4 and cfg.tokenizers["image"].embed_dim == 192
+    assert tok.embed_dim == 768 and "embed_dim" not in tok.model_fields_set  # the caller's object is untouched
     assert resolve_config("encoder", "vit_small").embed_dim == 384
