@@ -1,29 +1,49 @@
 """The shared encoder ``g``: one stack of transformer blocks that encodes every modality's tokens.
 
 Follows ViT (arXiv 2010.11929) and Meta-Transformer (arXiv 2307.10802): pre-norm multi-head self-attention +
-MLP blocks, here timm's ``Block``. Input: a list of :class:`Tokens` (one per modality of the step), each
-``[B_m, N_m, D]`` with a mask; output: the same list, encoded, with the same masks. Attention never crosses
-sequences, and padding never changes a sequence's result.
+MLP blocks, here timm's ``Block`` (so timm, Meta-Transformer and OpenCLIP weights load, see
+:mod:`polymodal.core.pretrained`). Input: a list of :class:`Tokens` (one per input of the step), each
+``[B_m, N_m, D]`` with a mask; output: the same list, encoded, with the same masks, ``meta`` and ``prefix``, and
+zeros at padded positions.
+
+The forward is *packed* (:mod:`polymodal.core.packing`): the real tokens of every sequence of every input form
+one stream ``[T, D]``; each block runs once over it, with attention restricted to each sequence. No FLOPs go to
+padding, attention never crosses sequences, and padding never changes a sequence's result.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
-from timm.models.vision_transformer import Block
+from pydantic import Field, model_validator
+from timm.layers import LayerNorm, get_act_layer
+from timm.models.vision_transformer import Block, init_weights_vit_timm
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from polymodal.core.component import Component, ComponentConfig
+from polymodal.core.packing import AttentionBackend, PackedLayout, pack, packed_block_forward, unpack
 from polymodal.core.tokens import Tokens
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from polymodal.core.pretrained import LoadReport
+
 __all__ = [
+    "ENCODER_CLASSES",
     "Encoder",
     "EncoderConfig",
     "TransformerEncoder",
     "TransformerEncoderConfig",
+    "VitBaseEncoder",
+    "VitLargeEncoder",
+    "VitSmallEncoder",
+    "VitTinyEncoder",
 ]
 
 
@@ -59,12 +79,77 @@ class TransformerEncoderConfig(EncoderConfig):
     num_heads: int = Field(12, gt=0, description="Attention heads per block; must divide embed_dim.")
     mlp_ratio: float = Field(4.0, gt=0, description="Hidden width of the MLP as a multiple of embed_dim.")
     qkv_bias: bool = Field(True, description="Bias in the query/key/value projection.")
-    drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth rate, linearly increasing.")
-    final_norm: bool = Field(True, description="LayerNorm after the last block.")
+    drop_path_rate: float = Field(
+        0.0, ge=0, lt=1, description="Stochastic depth rate, linearly increasing; dropped per sequence."
+    )
+    attn_drop_rate: float = Field(0.0, ge=0, lt=1, description="Dropout on attention weights.")
+    proj_drop_rate: float = Field(
+        0.0, ge=0, lt=1, description="Dropout after the attention and MLP projections."
+    )
+    final_norm: bool = Field(
+        True, description="LayerNorm after the last block (timm 'norm', CLIP 'ln_post')."
+    )
+    pre_norm: bool = Field(
+        False, description="LayerNorm before the first block (timm 'norm_pre', CLIP 'ln_pre')."
+    )
+    norm_eps: float = Field(
+        1e-6,
+        gt=0,
+        description="LayerNorm epsilon: 1e-6 for timm ViT and Meta-Transformer, 1e-5 for OpenCLIP.",
+    )
+    act_layer: Literal["gelu", "quick_gelu", "gelu_tanh"] = Field(
+        "gelu",
+        description="MLP activation: 'gelu' (ViT, Meta-Transformer, most OpenCLIP models), 'quick_gelu' "
+        "(x * sigmoid(1.702 x): OpenAI's original CLIP weights), 'gelu_tanh'.",
+    )
+    layer_scale_init: float | None = Field(
+        None, gt=0, description="LayerScale initial value (CaiT/DINOv2 style); None: no layer scale."
+    )
+    attention_backend: AttentionBackend = Field(
+        "auto",
+        description="Packed attention kernel: 'auto' (flash varlen on CUDA with fp16/bf16, else batched SDPA per "
+        "run of equal lengths), 'sdpa', 'sdpa_per_segment', 'torch_varlen', 'flash_attn'.",
+    )
+    grad_checkpointing: bool = Field(
+        False, description="Recompute each block in the backward pass instead of storing its activations."
+    )
+    autocast: bool = Field(
+        False,
+        description="Run the blocks under bf16 autocast on CUDA (ignored on CPU); outputs keep the input dtype.",
+    )
+    freeze: Literal["tuned", "frozen", "last_k"] = Field(
+        "tuned",
+        description="'tuned': everything trains; 'frozen': no gradients and always eval mode (no dropout or "
+        "drop-path); 'last_k': only the last `tuned_blocks` blocks and the final norm train.",
+    )
+    tuned_blocks: int = Field(0, ge=0, description="With freeze='last_k': how many of the last blocks train.")
+    pretrained: str | None = Field(
+        None,
+        description="Local checkpoint loaded when the encoder is built (.safetensors, or .pth/.pt with "
+        "weights_only=True): a timm ViT, Meta-Transformer encoder or OpenCLIP visual tower. Nothing downloads.",
+    )
+    pretrained_strict: bool = Field(
+        True,
+        description="Fail if the checkpoint lacks an encoder weight (else keep it initialised and warn).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TransformerEncoderConfig:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.freeze == "last_k" and self.tuned_blocks > self.depth:
+            raise ValueError(f"tuned_blocks {self.tuned_blocks} exceeds depth {self.depth}")
+        if self.freeze != "last_k" and self.tuned_blocks:
+            raise ValueError(f"tuned_blocks applies to freeze='last_k' only, got freeze={self.freeze!r}")
+        return self
 
 
 class TransformerEncoder(Encoder):
-    """Shared transformer encoder built from timm ViT blocks."""
+    """Shared transformer encoder built from timm ViT blocks, run packed over all inputs of a step.
+
+    Parameter names follow timm's ``VisionTransformer`` (``norm_pre``, ``blocks.{i}.…``, ``norm``), so a timm
+    state dict's block keys map 1:1.
+    """
 
     name: ClassVar[str] = "vit"
     config_class: ClassVar[type[TransformerEncoderConfig]] = TransformerEncoderConfig
@@ -72,26 +157,138 @@ class TransformerEncoder(Encoder):
     def __init__(self, config: TransformerEncoderConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
         c = self.config
-        if c.embed_dim % c.num_heads:
-            raise ValueError(
-                f"{self.name}: embed_dim {c.embed_dim} is not divisible by num_heads {c.num_heads}"
-            )
+        norm_layer = partial(LayerNorm, eps=c.norm_eps)
         dpr = torch.linspace(0, c.drop_path_rate, c.depth).tolist()
+        self.norm_pre = norm_layer(c.embed_dim) if c.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList(
-            Block(c.embed_dim, c.num_heads, mlp_ratio=c.mlp_ratio, qkv_bias=c.qkv_bias, drop_path=dpr[i])
+            Block(
+                c.embed_dim,
+                c.num_heads,
+                mlp_ratio=c.mlp_ratio,
+                qkv_bias=c.qkv_bias,
+                proj_drop=c.proj_drop_rate,
+                attn_drop=c.attn_drop_rate,
+                init_values=c.layer_scale_init,
+                drop_path=dpr[i],
+                act_layer=get_act_layer(c.act_layer),
+                norm_layer=norm_layer,
+            )
             for i in range(c.depth)
         )
-        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6) if c.final_norm else nn.Identity()
+        self.norm = norm_layer(c.embed_dim) if c.final_norm else nn.Identity()
+        self.apply(init_weights_vit_timm)
+        self._train_requested = True
+        self.set_freeze(c.freeze, c.tuned_blocks)
+        if c.pretrained is not None:
+            self.load_pretrained(c.pretrained, strict=c.pretrained_strict)
 
+    # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, tokens: Sequence[Tokens]) -> list[Tokens]:
-        return [t.replace(embeddings=self._encode(t.embeddings, t.mask)) for t in tokens]
+        """Encode every sequence of every input in one packed pass; same order, masks, meta and prefix."""
+        tokens = list(tokens)
+        if not tokens:
+            return []
+        for t in tokens:
+            if not isinstance(t, Tokens):
+                raise TypeError(f"{self.name}: expected a list of Tokens, got a {type(t).__name__} in it")
+            if t.dim != self.embed_dim:
+                raise ValueError(
+                    f"{self.name}: expected tokens of width {self.embed_dim}, got {t.dim} from {t.modality!r}"
+                )
+        x, layout = pack(tokens)
+        dtype = x.dtype
+        amp = self.config.autocast and x.device.type == "cuda"
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+        with ctx:
+            x = self.encode_packed(x, layout)
+        encoded = unpack(x.to(dtype), layout)
+        return [t.replace(embeddings=e.to(t.embeddings.dtype)) for t, e in zip(tokens, encoded)]
 
-    def _encode(self, x: Tensor, mask: Tensor) -> Tensor:
-        # Key-padding mask [B, 1, 1, N]: a query attends only to real keys of its own sequence.
-        attn_mask = None if bool(mask.all()) else mask[:, None, None, :]
+    def encode_packed(self, x: Tensor, layout: PackedLayout) -> Tensor:
+        """Run the blocks over a packed stream ``[T, D]`` (see :func:`polymodal.core.packing.pack`)."""
+        backend = self.config.attention_backend
+        x = self.norm_pre(x)
+        recompute = self.config.grad_checkpointing and torch.is_grad_enabled()
         for block in self.blocks:
-            x = block(x, attn_mask=attn_mask)
+            if recompute:
+                x = checkpoint(packed_block_forward, block, x, layout, backend, use_reentrant=False)
+            else:
+                x = packed_block_forward(block, x, layout, backend)
         return self.norm(x)
+
+    # -- freezing -----------------------------------------------------------------------------------------------
+    def frozen_modules(self) -> list[nn.Module]:
+        """The submodules the freeze policy holds fixed (no grad, eval mode)."""
+        c = self.config
+        if c.freeze == "tuned":
+            return []
+        if c.freeze == "frozen":
+            return [self]
+        return [self.norm_pre, *self.blocks[: c.depth - c.tuned_blocks]]
+
+    def set_freeze(self, freeze: Literal["tuned", "frozen", "last_k"], tuned_blocks: int = 0) -> None:
+        """Change the freeze policy (e.g. linear probing, then fine-tuning); updates ``config`` too."""
+        data = {**self.config.model_dump(), "freeze": freeze, "tuned_blocks": tuned_blocks}
+        self.config = type(self.config).model_validate(data)
+        self.requires_grad_(True)
+        for m in self.frozen_modules():
+            m.requires_grad_(False)
+        self.train(self._train_requested)
+
+    def train(self, mode: bool = True) -> TransformerEncoder:
+        """Set train/eval mode; frozen parts stay in eval mode (dropout and drop-path off) whatever ``mode``."""
+        self._train_requested = mode
+        super().train(mode)
+        for m in self.frozen_modules():
+            nn.Module.train(m, False)  # the base method: not this override, so no recursion for `self`
+        return self
+
+    # -- optimiser support --------------------------------------------------------------------------------------
+    @property
+    def num_lr_layers(self) -> int:
+        """Layers for layer-wise lr decay: 0 = below the blocks, ``i + 1`` = block ``i``, ``depth + 1`` = top."""
+        return self.config.depth + 2
+
+    def layer_ids(self, prefix: str = "") -> dict[str, int]:
+        """``{prefix + parameter name: layer id}`` as in timm/BEiT: ``norm_pre`` 0, ``blocks.{i}`` ``i + 1``,
+        the final ``norm`` ``depth + 1``."""
+        top = self.config.depth + 1
+        ids = {}
+        for name, _ in self.named_parameters():
+            if name.startswith("blocks."):
+                ids[prefix + name] = int(name.split(".", 2)[1]) + 1
+            elif name.startswith("norm_pre."):
+                ids[prefix + name] = 0
+            else:
+                ids[prefix + name] = top
+        return ids
+
+    def layer_lr_scales(self, decay: float, prefix: str = "") -> dict[str, float]:
+        """``{prefix + parameter name: lr multiplier}`` for layer-wise lr decay: ``decay ** (depth + 1 - id)``.
+
+        Block ``i`` gets ``decay ** (depth - i)``, the final norm 1. Parameters below the encoder (tokenizers,
+        [CLS], modality embeddings) belong to layer 0, ``decay ** (depth + 1)``; heads to the top, 1. Frozen
+        parameters are listed too; an optimiser skips those without ``requires_grad``.
+        """
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"{self.name}: layer decay must be in (0, 1], got {decay}")
+        top = self.config.depth + 1
+        return {name: decay ** (top - i) for name, i in self.layer_ids(prefix).items()}
+
+    # -- pretrained weights -------------------------------------------------------------------------------------
+    def load_pretrained(self, path: str | Path, strict: bool | None = None) -> LoadReport:
+        """Load a local timm / Meta-Transformer / OpenCLIP checkpoint into the blocks (and norms).
+
+        Everything is validated before anything is copied: unexpected keys, shape mismatches and (with
+        ``strict``, default ``config.pretrained_strict``) missing keys raise one
+        :class:`~polymodal.core.pretrained.PretrainedLoadError` naming them, and nothing is loaded. Returns the
+        report (loaded, ignored, missing keys).
+        """
+        from polymodal.core.pretrained import load_encoder_weights
+
+        return load_encoder_weights(
+            self, path, strict=self.config.pretrained_strict if strict is None else strict
+        )
 
 
 def _preset(name: str, embed_dim: int, depth: int, num_heads: int) -> type[TransformerEncoder]:
@@ -109,6 +306,7 @@ def _preset(name: str, embed_dim: int, depth: int, num_heads: int) -> type[Trans
                 num_heads, gt=0, description="Attention heads per block; must divide embed_dim."
             ),
             "__doc__": f"{name}: {depth} blocks of width {embed_dim} with {num_heads} heads (timm's sizes).",
+            "__module__": __name__,
         },
     )
     return type(
