@@ -1,0 +1,509 @@
+"""Text plugin: token embeddings + a learned 1-D positional embedding, as BERT (Devlin et al., arXiv 1810.04805)
+and Meta-Transformer (arXiv 2307.10802), over byte-level UTF-8 (ByT5, Xue et al., arXiv 2105.13626) or a local
+WordPiece / BPE vocabulary.
+
+Input: a string, a list of strings, a list of id tensors from ``preprocess``, or a dict ``{"input_ids": [B, N]
+long, "mask": [B, N] bool, "truncated": [B] long}`` (what ``collate`` makes).
+Vocabularies (``vocabulary``): ``"bytes"`` (default; no file, any language): id 0 = padding, 1 = end of sequence,
+2 = unknown (unused, kept for ByT5 compatibility), byte ``b`` of the UTF-8 encoding = ``b + 3``; 259 ids.
+``"wordpiece"`` (a BERT ``vocab.txt``) and ``"bpe"`` (a ``vocab.json`` + ``merges.txt``, byte-level as GPT-2 and
+RoBERTa) need Hugging Face ``tokenizers`` (the optional extra ``polymodal[text]``); the padding token gets an extra
+row when the vocabulary has none. An empty text becomes one end-of-sequence token, so every text has a real token.
+Tokens: ``[B, N, D]`` with ``N`` the longest text's length (at most ``max_length``): ``E[id] + P[position]``,
+padding positions masked (``False``) and zero. Texts longer than ``max_length`` keep their first ``max_length``
+tokens (with ``add_eos`` the last kept one is the end-of-sequence token); the number of tokens dropped per text is
+``Tokens.meta["truncated"]`` and each truncating batch raises a :class:`TextTruncationWarning` with the count.
+Default counts: one token per UTF-8 byte (``"hello world"`` -> 11, a Chinese character -> 3), at most 512.
+
+Data source ``topic_sentences``: synthetic, documented in :class:`TopicSentencesDataSource`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from timm.layers import trunc_normal_
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
+from polymodal.core.tokens import Tokens
+from polymodal.plugins._sequence import SampleList
+from polymodal.registry.hookspecs import hookimpl
+
+__all__ = [
+    "BYTE_OFFSET",
+    "BYTE_VOCAB_SIZE",
+    "TOPICS",
+    "TextTokenizer",
+    "TextTokenizerConfig",
+    "TextTruncationWarning",
+    "TopicSentencesDataSource",
+    "TopicSentencesDataSourceConfig",
+    "load_hf_tokenizer",
+]
+
+BYTE_PAD, BYTE_EOS, BYTE_UNK = 0, 1, 2
+BYTE_OFFSET = 3
+BYTE_VOCAB_SIZE = 256 + BYTE_OFFSET
+_EXTRA = "install the optional extra: pip install 'polymodal[text]' (or: pip install tokenizers)"
+
+
+class TextTruncationWarning(UserWarning):
+    """Texts longer than ``max_length`` were truncated (the message gives the counts)."""
+
+
+def load_hf_tokenizer(config: TextTokenizerConfig) -> Any:
+    """A Hugging Face ``tokenizers.Tokenizer`` for a ``wordpiece`` or ``bpe`` config, from local files only.
+
+    WordPiece: BERT's normaliser (lower-casing if ``lowercase``) and pre-tokeniser, ``##`` continuation prefix.
+    BPE: byte-level (GPT-2 / RoBERTa) pre-tokeniser and decoder.
+    """
+    try:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, normalizers, pre_tokenizers
+    except ImportError as exc:
+        raise ImportError(
+            f"text: vocabulary={config.vocabulary!r} needs Hugging Face tokenizers, which is not installed; {_EXTRA}"
+        ) from exc
+    files = [config.vocab_file] + ([config.merges_file] if config.vocabulary == "bpe" else [])
+    missing = [f for f in files if not Path(str(f)).is_file()]
+    if missing:
+        raise FileNotFoundError(f"text: vocabulary file(s) not found: {', '.join(map(str, missing))}")
+    if config.vocabulary == "wordpiece":
+        vocab = models.WordPiece.read_file(config.vocab_file)
+        tok = HFTokenizer(models.WordPiece(vocab, unk_token=config.unk_token))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=config.lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+    else:
+        vocab, merges = models.BPE.read_file(config.vocab_file, config.merges_file)
+        tok = HFTokenizer(
+            models.BPE(vocab, merges, unk_token=config.unk_token if config.unk_token in vocab else None)
+        )
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+# -- the tokenizer ----------------------------------------------------------------------------------------------
+class TextTokenizerConfig(TokenizerConfig):
+    type: str = "text"
+    vocabulary: Literal["bytes", "wordpiece", "bpe"] = Field(
+        "bytes",
+        description="'bytes': UTF-8 bytes, no file; 'wordpiece' / 'bpe': a local vocabulary (tokenizers).",
+    )
+    vocab_file: str | None = Field(
+        None, description="wordpiece: vocab.txt (one token a line); bpe: vocab.json."
+    )
+    merges_file: str | None = Field(None, description="bpe: merges.txt.")
+    lowercase: bool = Field(True, description="wordpiece: lower-case and strip accents (uncased BERT).")
+    pad_token: str = Field("[PAD]", description="Padding token of a vocabulary file (added if missing).")
+    unk_token: str = Field("[UNK]", description="Unknown-token of a vocabulary file.")
+    eos_token: str = Field("[SEP]", description="End-of-sequence token of a vocabulary file.")
+    add_eos: bool = Field(False, description="Append the end-of-sequence token to every text.")
+    max_length: int = Field(
+        512, gt=0, description="Longest token sequence; longer texts are truncated (reported)."
+    )
+
+    @model_validator(mode="after")
+    def _check_files(self) -> TextTokenizerConfig:
+        if self.vocabulary == "bytes" and (self.vocab_file or self.merges_file):
+            raise ValueError(
+                "vocab_file and merges_file apply to vocabulary='wordpiece' or 'bpe', not 'bytes'"
+            )
+        if self.vocabulary != "bytes" and not self.vocab_file:
+            raise ValueError(f"vocabulary={self.vocabulary!r} needs vocab_file")
+        if self.vocabulary == "bpe" and not self.merges_file:
+            raise ValueError("vocabulary='bpe' needs merges_file (merges.txt)")
+        if self.vocabulary == "wordpiece" and self.merges_file:
+            raise ValueError("merges_file applies to vocabulary='bpe' only")
+        if self.add_eos and self.max_length < 2:
+            raise ValueError("add_eos needs max_length >= 2")
+        return self
+
+
+class TextTokenizer(Tokenizer):
+    """Strings -> token ids (bytes or a vocabulary file) -> embeddings + learned positions, with a padding mask."""
+
+    name: ClassVar[str] = "text"
+    config_class: ClassVar[type[TextTokenizerConfig]] = TextTokenizerConfig
+
+    def __init__(self, config: TextTokenizerConfig | dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self._hf: Any = None
+        if c.vocabulary == "bytes":
+            self.vocab_size, self.pad_id, self.eos_id = BYTE_VOCAB_SIZE, BYTE_PAD, BYTE_EOS
+        else:
+            self._hf = load_hf_tokenizer(c)
+            vocab = self._hf.get_vocab()
+            size = self._hf.get_vocab_size()
+            self.pad_id = vocab.get(c.pad_token, size)
+            self.vocab_size = size + (self.pad_id == size)
+            if c.eos_token not in vocab:
+                raise ValueError(f"text: eos_token {c.eos_token!r} is not in {c.vocab_file}")
+            self.eos_id = vocab[c.eos_token]
+        self.embed = nn.Embedding(self.vocab_size, c.embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, c.max_length, c.embed_dim))
+        trunc_normal_(self.embed.weight, std=0.02)
+        trunc_normal_(self.pos_embed, std=0.02)
+
+    # -- strings -> ids ---------------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[Tensor]:
+        """Untruncated ids of each text (``add_eos`` applied; an empty text gives one end-of-sequence token)."""
+        bad = [t for t in texts if not isinstance(t, str)]
+        if bad or len(texts) == 0:
+            raise self.fail("a string or a non-empty list of strings", describe(bad[0] if bad else texts))
+        if self._hf is None:
+            ids = [
+                torch.frombuffer(bytearray(t.encode("utf-8")), dtype=torch.uint8).long() + BYTE_OFFSET
+                if t
+                else torch.empty(0, dtype=torch.long)
+                for t in texts
+            ]
+        else:
+            ids = [
+                torch.tensor(e.ids, dtype=torch.long)
+                for e in self._hf.encode_batch(list(texts), add_special_tokens=False)
+            ]
+        eos = torch.tensor([self.eos_id])
+        return [torch.cat([x, eos]) if self.config.add_eos or x.numel() == 0 else x for x in ids]
+
+    def decode(self, ids: Tensor) -> str:
+        """Text of one id sequence (padding and end-of-sequence dropped; invalid UTF-8 replaced)."""
+        ids = [int(i) for i in ids.reshape(-1) if int(i) not in (self.pad_id, self.eos_id)]
+        if self._hf is None:
+            return bytes(i - BYTE_OFFSET for i in ids if i >= BYTE_OFFSET).decode("utf-8", errors="replace")
+        return self._hf.decode(ids)
+
+    def preprocess(self, raw: Any) -> Tensor:
+        """One text -> its ids ``[n]`` (long, untruncated; ``collate`` truncates and reports)."""
+        if isinstance(raw, bytes):
+            raise self.fail("a str (decode bytes first)", describe(raw))
+        if not isinstance(raw, str):
+            raise self.fail("a string", describe(raw))
+        return self.encode([raw])[0]
+
+    def collate(self, samples: Sequence[Any]) -> dict[str, Tensor]:
+        """Strings or id tensors -> ``{"input_ids": [B, N], "mask": [B, N], "truncated": [B]}``.
+
+        ``N`` is the longest sequence after truncation at ``max_length``; shorter ones are padded with the padding
+        id (mask ``False``). Warns (:class:`TextTruncationWarning`) when a text was truncated.
+        """
+        if isinstance(samples, (str, bytes)) or len(samples) == 0:
+            raise self.fail("a non-empty list of strings or id tensors", describe(samples))
+        if any(isinstance(s, str) for s in samples):
+            ids = self.encode(samples)
+        else:
+            bad = [s for s in samples if not isinstance(s, Tensor) or s.dim() != 1 or s.is_floating_point()]
+            if bad:
+                raise self.fail("strings or 1-D integer id tensors (from preprocess)", describe(bad[0]))
+            ids = [s.long() for s in samples]
+        c = self.config
+        lengths = torch.tensor([x.numel() for x in ids])
+        truncated = (lengths - c.max_length).clamp_min(0)
+        if bool((truncated > 0).any()):
+            keep = c.max_length - 1 if c.add_eos else c.max_length
+            ids = [
+                torch.cat([x[:keep], x[-1:]]) if c.add_eos and x.numel() > c.max_length else x[: c.max_length]
+                for x in ids
+            ]
+            n = int((truncated > 0).sum())
+            warnings.warn(
+                f"text: truncated {n} of {len(ids)} texts to max_length={c.max_length} "
+                f"({int(truncated.sum())} tokens dropped)",
+                TextTruncationWarning,
+                stacklevel=2,
+            )
+        input_ids = nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self.pad_id)
+        mask = torch.arange(input_ids.shape[1]).unsqueeze(0) < lengths.clamp(max=c.max_length).unsqueeze(1)
+        return {"input_ids": input_ids, "mask": mask, "truncated": truncated}
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def validate(self, batch: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """``(input_ids [B, N], mask [B, N], truncated [B])`` of a batch, or :class:`ModalityInputError`."""
+        if isinstance(batch, str):
+            batch = [batch]
+        if isinstance(batch, (list, tuple)):
+            batch = self.collate(batch)
+        c = self.config
+        expected = f"(B, N) token ids in [0, {self.vocab_size}) with N <= {c.max_length}"
+        if isinstance(batch, Mapping):
+            if "input_ids" not in batch:
+                raise self.fail(
+                    "a string, a list of strings, or a dict with 'input_ids' and 'mask'",
+                    f"a dict with keys {sorted(batch)}",
+                )
+            ids, mask, truncated = batch["input_ids"], batch.get("mask"), batch.get("truncated")
+        else:
+            ids, mask, truncated = batch, None, None
+        ids = check_tensor(ids, self.modality, expected, 2, floating=False)
+        b, n = ids.shape
+        if n == 0 or n > c.max_length:
+            raise self.fail(expected, describe(ids))
+        if bool((ids < 0).any()) or bool((ids >= self.vocab_size).any()):
+            raise self.fail(expected, f"ids from {int(ids.min())} to {int(ids.max())}")
+        if mask is None:
+            mask = torch.ones(b, n, dtype=torch.bool, device=ids.device)
+        elif not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != ids.shape:
+            raise self.fail(f"a bool mask of shape {(b, n)}", describe(mask))
+        elif not bool(mask.any(dim=1).all()):
+            raise self.fail("at least one real token per text", "a row whose mask is all False")
+        if truncated is None:
+            truncated = torch.zeros(b, dtype=torch.long)
+        elif not isinstance(truncated, Tensor) or truncated.shape != (b,):
+            raise self.fail(f"truncated counts of shape ({b},)", describe(truncated))
+        return ids, mask.to(ids.device), truncated
+
+    def forward(self, batch: Any) -> Tokens:
+        ids, mask, truncated = self.validate(batch)
+        x = self.embed(ids.to(self.embed.weight.device)) + self.pos_embed[:, : ids.shape[1]]
+        mask = mask.to(x.device)
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        return Tokens(x, mask, self.modality, {"truncated": truncated.to(x.device)})
+
+    def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> list[str]:
+        words = ["polymodal", "tokens", "bytes", "héllo", "wörld", "日本語", "text", "🙂"]
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        out = []
+        for i in range(batch_size):
+            picks = torch.randint(0, len(words), (2 + i % 3,), generator=g).tolist()
+            out.append(" ".join(words[j] for j in picks))
+        return out
+
+    def invalid_examples(self) -> list[Any]:
+        c = self.config
+        return [
+            [],  # empty list
+            ["fine", 3],  # not all strings
+            [None],
+            b"bytes",  # bytes, not str
+            torch.zeros(0, 4, dtype=torch.long),  # empty batch
+            torch.zeros(2, 0, dtype=torch.long),  # no tokens
+            torch.zeros(2, 4),  # float ids
+            torch.full((1, 4), self.vocab_size),  # id out of range
+            torch.full((1, 4), -1),
+            torch.zeros(1, c.max_length + 1, dtype=torch.long),  # longer than max_length
+            {"input_ids": torch.zeros(2, 3, dtype=torch.long), "mask": torch.zeros(2, 3, dtype=torch.bool)},
+            {"input_ids": torch.zeros(2, 3, dtype=torch.long), "mask": torch.ones(2, 4, dtype=torch.bool)},
+            {"ids": torch.zeros(2, 3, dtype=torch.long)},  # wrong key
+        ]
+
+
+# -- data: synthetic topic sentences -------------------------------------------------------------------------------
+# Per topic: nouns, verbs (past tense), adjectives. Shared words carry no topic information.
+TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
+    "sports": {
+        "noun": (
+            "striker",
+            "goal",
+            "match",
+            "coach",
+            "stadium",
+            "referee",
+            "league",
+            "team",
+            "ball",
+            "season",
+        ),
+        "verb": ("scored", "tackled", "defended", "trained", "kicked", "won"),
+        "adj": ("athletic", "fast", "undefeated", "offside", "competitive"),
+    },
+    "cooking": {
+        "noun": ("chef", "recipe", "oven", "soup", "garlic", "kitchen", "flour", "sauce", "pan", "butter"),
+        "verb": ("baked", "stirred", "seasoned", "roasted", "chopped", "simmered"),
+        "adj": ("spicy", "crispy", "savory", "tender", "sweet"),
+    },
+    "astronomy": {
+        "noun": (
+            "telescope",
+            "galaxy",
+            "planet",
+            "comet",
+            "orbit",
+            "nebula",
+            "astronomer",
+            "star",
+            "moon",
+            "eclipse",
+        ),
+        "verb": ("observed", "orbited", "eclipsed", "charted", "detected", "rotated"),
+        "adj": ("celestial", "lunar", "distant", "cosmic", "stellar"),
+    },
+    "finance": {
+        "noun": (
+            "bank",
+            "stock",
+            "investor",
+            "loan",
+            "market",
+            "dividend",
+            "budget",
+            "bond",
+            "profit",
+            "tax",
+        ),
+        "verb": ("invested", "traded", "borrowed", "audited", "priced", "funded"),
+        "adj": ("fiscal", "bullish", "quarterly", "liquid", "volatile"),
+    },
+    "medicine": {
+        "noun": (
+            "doctor",
+            "patient",
+            "vaccine",
+            "clinic",
+            "surgeon",
+            "fever",
+            "nurse",
+            "dose",
+            "therapy",
+            "virus",
+        ),
+        "verb": ("diagnosed", "treated", "prescribed", "vaccinated", "healed", "examined"),
+        "adj": ("clinical", "chronic", "sterile", "viral", "acute"),
+    },
+    "music": {
+        "noun": (
+            "guitar",
+            "melody",
+            "concert",
+            "drummer",
+            "chorus",
+            "violin",
+            "album",
+            "rhythm",
+            "band",
+            "singer",
+        ),
+        "verb": ("played", "sang", "composed", "tuned", "recorded", "rehearsed"),
+        "adj": ("melodic", "acoustic", "harmonic", "loud", "rhythmic"),
+    },
+}
+SHARED = {
+    "noun": ("people", "day", "year", "group", "city", "plan", "report", "morning", "friend", "idea"),
+    "verb": ("saw", "made", "found", "had", "took", "liked"),
+    "adj": ("new", "big", "good", "old", "small"),
+}
+DETERMINERS = ("the", "a", "this", "that", "every", "one")
+PREPOSITIONS = ("in", "on", "with", "after", "before", "near", "for")
+CONJUNCTIONS = ("and", "while", "because", "but")
+
+
+class TopicSentencesDataSourceConfig(DataSourceConfig):
+    type: str = "topic_sentences"
+    num_train: int = Field(2000, gt=0, description="Training sentences.")
+    num_test: int = Field(500, gt=0, description="Test sentences.")
+    num_topics: int = Field(
+        6, ge=2, le=len(TOPICS), description="Number of topics (classes), from the first."
+    )
+    topic_rate: float = Field(
+        0.7, gt=0, le=1, description="Probability that a content slot takes a word of the sentence's topic."
+    )
+    confusion_rate: float = Field(
+        0.1, ge=0, lt=1, description="Probability that a content slot takes a word of another topic (noise)."
+    )
+
+    @model_validator(mode="after")
+    def _check_rates(self) -> TopicSentencesDataSourceConfig:
+        if self.topic_rate + self.confusion_rate > 1:
+            raise ValueError(
+                f"topic_rate + confusion_rate must be <= 1, got {self.topic_rate + self.confusion_rate}"
+            )
+        return self
+
+
+class TopicSentencesDataSource(DataSource):
+    """Synthetic topic classification of English-like sentences (target = topic index).
+
+    A sentence is one or two clauses ``DET [ADJ] NOUN VERB DET [ADJ] NOUN [PREP DET NOUN]`` joined by a
+    conjunction. Each content slot (noun, verb, adjective) takes a word of the sentence's topic with probability
+    ``topic_rate``, a word of another topic with probability ``confusion_rate``, and otherwise a topic-neutral word;
+    function words (determiners, prepositions, conjunctions) are shared by all topics. Every sentence has at least
+    one topic word. It is learnable because the topic vocabularies are disjoint, so the topic is the majority topic
+    among the content words; it is not trivial because most words are shared or misleading and, at the byte level,
+    words must be recognised from their spelling. Synthetic: no text data set ships with our dependencies.
+    """
+
+    name: ClassVar[str] = "topic_sentences"
+    modality: ClassVar[str] = "text"
+    config_class: ClassVar[type[TopicSentencesDataSourceConfig]] = TopicSentencesDataSourceConfig
+
+    @property
+    def topics(self) -> list[str]:
+        return list(TOPICS)[: self.config.num_topics]
+
+    def _word(
+        self, kind: str, topic: int, rng: np.random.Generator, forced: bool = False
+    ) -> tuple[str, bool]:
+        c = self.config
+        u = 1.0 if forced else rng.random()
+        names = self.topics
+        if forced or u < c.topic_rate:
+            pool, own = TOPICS[names[topic]][kind], True
+        elif u < c.topic_rate + c.confusion_rate:
+            other = (topic + 1 + int(rng.integers(len(names) - 1))) % len(names)
+            pool, own = TOPICS[names[other]][kind], False
+        else:
+            pool, own = SHARED[kind], False
+        return pool[int(rng.integers(len(pool)))], own
+
+    def sentence(self, topic: int, rng: np.random.Generator) -> str:
+        """One sentence of topic ``topic``."""
+        slots: list[tuple[str, str | None]] = []  # (kind or "", fixed word)
+        for clause in range(1 + int(rng.random() < 0.4)):
+            if clause:
+                slots.append(("", CONJUNCTIONS[int(rng.integers(len(CONJUNCTIONS)))]))
+            for part in ("subject", "verb", "object", "pp"):
+                if part == "verb":
+                    slots.append(("verb", None))
+                    continue
+                if part == "pp":
+                    if rng.random() >= 0.5:
+                        continue
+                    slots.append(("", PREPOSITIONS[int(rng.integers(len(PREPOSITIONS)))]))
+                slots.append(("", DETERMINERS[int(rng.integers(len(DETERMINERS)))]))
+                if part != "pp" and rng.random() < 0.4:
+                    slots.append(("adj", None))
+                slots.append(("noun", None))
+        content = [i for i, (kind, _) in enumerate(slots) if kind]
+        words = [fixed or "" for _, fixed in slots]
+        own = False
+        for i in content:
+            words[i], is_own = self._word(slots[i][0], topic, rng)
+            own = own or is_own
+        if not own:  # make sure the sentence says something about its topic
+            i = content[int(rng.integers(len(content)))]
+            words[i], _ = self._word(slots[i][0], topic, rng, forced=True)
+        text = " ".join(words)
+        return text[0].upper() + text[1:] + "."
+
+    def generate(self, num: int, seed: int) -> list[tuple[str, int]]:
+        rng = np.random.default_rng(seed)
+        labels = rng.permutation(np.arange(num) % self.config.num_topics)
+        return [(self.sentence(int(y), rng), int(y)) for y in labels]
+
+    def splits(self) -> dict[str, Dataset]:
+        c = self.config
+        return {
+            "train": SampleList(self.generate(c.num_train, c.seed)),
+            "test": SampleList(self.generate(c.num_test, c.seed + 1_000_003)),
+        }
+
+    def task(self) -> dict[str, Any]:
+        return {"type": "classification", "num_classes": self.config.num_topics}
+
+    def baseline(self) -> float:
+        return 1.0 / self.config.num_topics
+
+
+@hookimpl
+def polymodal_components() -> list[type]:
+    return [TextTokenizer, TopicSentencesDataSource]
