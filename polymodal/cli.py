@@ -1,4 +1,11 @@
-"""The ``polymodal`` command line: ``list``, ``info``."""
+"""The ``polymodal`` command line: ``list``, ``info``, ``train``, ``eval``.
+
+``polymodal train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--launcher pytorch] [--cfg-options k=v ...]``
+trains on mmengine's Runner (progress, loss and ETA through mmengine's logger; logs, checkpoints and
+``metrics.json`` in the work dir; the final model as ``<work_dir>/pretrained``). ``polymodal eval CONFIG
+--checkpoint PATH`` evaluates a checkpoint on the config's test split. For several processes:
+``torchrun --nproc_per_node N -m polymodal.cli train CONFIG --launcher pytorch``.
+"""
 
 from __future__ import annotations
 
@@ -83,6 +90,82 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_metrics(title: str, metrics: dict) -> None:
+    if not metrics:
+        print(f"{title}: no metrics")
+        return
+    print(f"{title}:")
+    for key in sorted(metrics):
+        value = metrics[key]
+        print(f"  {key:<32} {value:.4f}" if isinstance(value, float) else f"  {key:<32} {value}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import time
+
+    from mmengine.dist import is_main_process
+
+    from polymodal.train import train
+
+    start = time.perf_counter()
+    metrics = train(
+        args.config,
+        work_dir=args.work_dir,
+        resume=args.resume or False,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+        amp=args.amp,
+    )
+    if is_main_process():
+        _print_metrics("final validation metrics", metrics)
+        print(f"wall time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import time
+
+    from mmengine.dist import is_main_process
+
+    from polymodal.train import evaluate
+
+    start = time.perf_counter()
+    metrics = evaluate(
+        args.config,
+        args.checkpoint,
+        work_dir=args.work_dir,
+        cfg_options=args.cfg_options,
+        launcher=args.launcher,
+    )
+    if is_main_process():
+        _print_metrics("test metrics", metrics)
+        if args.json:
+            print(json.dumps(metrics, indent=2, sort_keys=True))
+        print(f"wall time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from mmengine.config import DictAction
+
+    p.add_argument("config", help="mmengine config file, e.g. configs/image_digits.py")
+    p.add_argument(
+        "--work-dir", help="where logs, checkpoints and metrics.json go (default work_dirs/<config>)"
+    )
+    p.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        help="override config entries, e.g. train_cfg.max_epochs=3 train_dataloader.batch_size=16",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=["none", "pytorch", "slurm", "mpi"],
+        default="none",
+        help="job launcher: 'pytorch' under torchrun (DDP; gloo when there is no GPU)",
+    )
+
+
 def _type_name(annotation: object) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
@@ -107,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=[k for k, v in KINDS.items() if v], help="which table to look in")
     p.add_argument("--json", action="store_true", help="print the JSON schema")
     p.set_defaults(func=_cmd_info)
+    p = sub.add_parser("train", help="train a model from an mmengine config on mmengine's Runner")
+    _add_run_options(p)
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="CKPT",
+        help="resume from CKPT, or without a value from the latest checkpoint in the work dir",
+    )
+    p.add_argument("--amp", action="store_true", help="bf16 automatic mixed precision (CUDA only)")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the config's test split")
+    _add_run_options(p)
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (.pth) written by `polymodal train`")
+    p.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

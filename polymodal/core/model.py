@@ -2,26 +2,56 @@
 
 Input: a dict ``{input_key: batch}`` with any subset of the model's inputs. Each tokenizer gives ``Tokens``;
 the model adds a learned modality embedding and prepends a learned [CLS] per input, the encoder encodes all
-inputs of the step in one call, and every head whose input is present predicts. Output (``mode="tensor"``):
-``{task: output}``.
+inputs of the step in one call, and every head whose inputs are present predicts. Output (``mode="tensor"``):
+``{task: output}``; ``mode="loss"``: ``{"loss_<task>": weighted loss}``; ``mode="predict"``: ``{task: prediction}``.
+
+Early fusion (``ModelConfig.fusion``, e.g. ``{"image_audio": ["image", "audio"]}``): when every member of a group
+is in the batch, their token sequences (each with its own modality embedding) are concatenated, in order, behind
+one [CLS] of the fused key, and go through the encoder as one sequence that heads read as ``"image_audio"``. A
+member is also encoded on its own only if some head reads it directly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from mmengine.model import BaseModel
+from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
 from polymodal.core.tokens import Tokens
 from polymodal.registry.config import ModelConfig
 from polymodal.registry.tables import MODELS, get
 
-__all__ = ["MultimodalModel", "build_model"]
+__all__ = ["MultimodalDataPreprocessor", "MultimodalModel", "build_model"]
+
+
+@MODELS.register_module()
+class MultimodalDataPreprocessor(BaseDataPreprocessor):
+    """Moves a batch ``{"inputs": …, "data_samples": …}`` to the model's device.
+
+    Tensors, and any object with a ``.to(device)`` method (a PyG ``Batch``, ``Tokens``), are moved; mappings,
+    lists, tuples and named tuples are walked; everything else (strings, numbers, ``None``) is kept.
+    """
+
+    def cast_data(self, data: Any) -> Any:
+        if data is None or isinstance(data, (str, bytes, int, float, bool)):
+            return data
+        if isinstance(data, Tensor):
+            return data.to(self.device, non_blocking=self._non_blocking)
+        if isinstance(data, Mapping):
+            return {k: self.cast_data(v) for k, v in data.items()}
+        if isinstance(data, tuple) and hasattr(data, "_fields"):  # named tuple
+            return type(data)(*(self.cast_data(v) for v in data))
+        if isinstance(data, (list, tuple)):
+            return type(data)(self.cast_data(v) for v in data)
+        to = getattr(data, "to", None)
+        if callable(to):
+            return to(self.device)
+        return data
 
 
 @MODELS.register_module()
@@ -31,7 +61,9 @@ class MultimodalModel(BaseModel):
     Args:
         config: a :class:`ModelConfig`, or a dict of its fields. Keyword arguments are its fields too, which is
             how mmengine's Runner builds it from ``model = dict(type="MultimodalModel", ...)``.
-        data_preprocessor: mmengine data preprocessor config (moves batches to the device).
+        data_preprocessor: mmengine data preprocessor (config or module); default
+            :class:`MultimodalDataPreprocessor`, which moves batches to the device.
+        init_cfg: mmengine weight-init config (rarely needed: components initialise themselves).
     """
 
     def __init__(
@@ -41,6 +73,8 @@ class MultimodalModel(BaseModel):
         init_cfg: dict[str, Any] | None = None,
         **fields: Any,
     ) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = MultimodalDataPreprocessor()
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if isinstance(config, ModelConfig):
             if fields:
@@ -55,22 +89,31 @@ class MultimodalModel(BaseModel):
             {key: get("tokenizer", cfg.type)(cfg) for key, cfg in config.tokenizers.items()}
         )
         self.heads = nn.ModuleDict({task: get("head", cfg.type)(cfg) for task, cfg in config.heads.items()})
+        keys = [*config.tokenizers, *config.fusion]
         self.cls_tokens = nn.ParameterDict(
-            {key: nn.Parameter(torch.zeros(1, 1, dim)) for key in config.tokenizers}
-            if config.cls_token
-            else {}
+            {key: nn.Parameter(torch.zeros(1, 1, dim)) for key in keys} if config.cls_token else {}
         )
         self.modality_embeddings = nn.ParameterDict(
-            {key: nn.Parameter(torch.zeros(1, 1, dim)) for key in config.tokenizers}
-            if config.modality_embedding
-            else {}
+            {key: nn.Parameter(torch.zeros(1, 1, dim)) for key in keys} if config.modality_embedding else {}
         )
         for p in (*self.cls_tokens.values(), *self.modality_embeddings.values()):
             nn.init.trunc_normal_(p, std=0.02)
+        self.head_inputs: dict[str, tuple[str, ...]] = {}
+        for task, head in self.heads.items():
+            wanted = head.input_keys(task)
+            unknown = [k for k in wanted if k not in keys]
+            if unknown:
+                raise ValueError(
+                    f"heads.{task} reads inputs {unknown}, which the model does not have; inputs: "
+                    f"{', '.join(sorted(keys))}"
+                )
+            self.head_inputs[task] = tuple(wanted)
+        self._read_directly = {k for ks in self.head_inputs.values() for k in ks if k in config.tokenizers}
 
     # -- the forward path ---------------------------------------------------------------------------------------
-    def tokenize(self, inputs: Mapping[str, Any]) -> dict[str, Tokens]:
-        """Tokenize each present input and add the model's modality embedding and [CLS]."""
+    def _check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        if not isinstance(inputs, Mapping):
+            raise TypeError(f"inputs must be a dict {{input_key: batch}}, got {type(inputs).__name__}")
         unknown = sorted(set(inputs) - set(self.tokenizers))
         if unknown:
             raise KeyError(
@@ -78,21 +121,46 @@ class MultimodalModel(BaseModel):
             )
         if not inputs:
             raise ValueError(f"no inputs given; this model takes {sorted(self.tokenizers)}")
-        out = {}
-        for key, batch in inputs.items():
-            tokens = self.tokenizers[key](batch)
-            x, mask = tokens.embeddings, tokens.mask
+
+    def _with_modality(self, key: str, tokens: Tokens) -> Tensor:
+        x = tokens.embeddings
+        if key in self.modality_embeddings:
+            x = x + self.modality_embeddings[key].to(x.dtype)
+        return x
+
+    def _with_cls(self, key: str, tokens: Tokens, x: Tensor, mask: Tensor) -> Tokens:
+        prefix = 0
+        if key in self.cls_tokens:
+            cls = self.cls_tokens[key].to(x.dtype).expand(x.shape[0], -1, -1)
             if key in self.modality_embeddings:
-                x = x + self.modality_embeddings[key].to(x.dtype)
-            prefix = 0
-            if key in self.cls_tokens:
-                cls = self.cls_tokens[key].to(x.dtype).expand(x.shape[0], -1, -1)
-                if key in self.modality_embeddings:
-                    cls = cls + self.modality_embeddings[key].to(x.dtype)
-                x = torch.cat([cls, x], dim=1)
-                mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
-                prefix = 1
-            out[key] = tokens.replace(embeddings=x, mask=mask, modality=key, prefix=tokens.prefix + prefix)
+                cls = cls + self.modality_embeddings[key].to(x.dtype)
+            x = torch.cat([cls, x], dim=1)
+            mask = torch.cat([mask.new_ones(mask.shape[0], 1), mask], dim=1)
+            prefix = 1
+        return tokens.replace(embeddings=x, mask=mask, modality=key, prefix=tokens.prefix + prefix)
+
+    def fusion_groups(self, inputs: Mapping[str, Any]) -> dict[str, list[str]]:
+        """The fusion groups all of whose members are in ``inputs``."""
+        return {k: m for k, m in self.config.fusion.items() if all(x in inputs for x in m)}
+
+    def tokenize(self, inputs: Mapping[str, Any]) -> dict[str, Tokens]:
+        """Tokenize the present inputs, add modality embeddings and [CLS], and build fused sequences."""
+        self._check_inputs(inputs)
+        groups = self.fusion_groups(inputs)
+        fused_members = {m for members in groups.values() for m in members}
+        raw = {key: self.tokenizers[key](batch) for key, batch in inputs.items()}
+        out = {}
+        for key, tokens in raw.items():
+            if key not in fused_members or key in self._read_directly:
+                out[key] = self._with_cls(key, tokens, self._with_modality(key, tokens), tokens.mask)
+        for key, members in groups.items():
+            sizes = {m: raw[m].batch_size for m in members}
+            if len(set(sizes.values())) != 1:
+                raise ValueError(f"fusion.{key}: members need one row per sample, got batch sizes {sizes}")
+            x = torch.cat([self._with_modality(m, raw[m]) for m in members], dim=1)
+            mask = torch.cat([raw[m].mask for m in members], dim=1)
+            fused = Tokens(x, mask, key, {m: raw[m].meta for m in members})
+            out[key] = self._with_cls(key, fused, x, mask)
         return out
 
     def encode(self, inputs: Mapping[str, Any]) -> dict[str, Tokens]:
@@ -101,10 +169,18 @@ class MultimodalModel(BaseModel):
         encoded = self.encoder(list(tokens.values()))
         return dict(zip(tokens, encoded))
 
+    def head_outputs(self, encoded: Mapping[str, Tokens]) -> dict[str, Tensor]:
+        """``{task: output}`` for every head whose inputs were encoded."""
+        return {
+            task: head(*(encoded[k] for k in self.head_inputs[task]))
+            for task, head in self.heads.items()
+            if all(k in encoded for k in self.head_inputs[task])
+        }
+
     def forward(
         self,
         inputs: Mapping[str, Any],
-        data_samples: Mapping[str, Tensor] | None = None,
+        data_samples: Mapping[str, Any] | None = None,
         mode: str = "tensor",
     ) -> dict[str, Any]:
         """Run the model.
@@ -113,31 +189,75 @@ class MultimodalModel(BaseModel):
             inputs: ``{input_key: batch}``; any subset of the model's inputs.
             data_samples: ``{task: target}`` for ``mode="loss"``.
             mode: ``"tensor"`` -> ``{task: output}``; ``"loss"`` -> ``{"loss_<task>": weighted loss}``;
-                ``"predict"`` -> ``{task: prediction}``.
+                ``"predict"`` -> ``{task: prediction}``; ``"evaluate"`` -> ``[{task: record}]``, what
+                mmengine's evaluator consumes (see :meth:`evaluation_records`).
         """
+        if mode not in ("tensor", "predict", "loss", "evaluate"):
+            raise ValueError(f"mode must be 'tensor', 'predict', 'loss' or 'evaluate', got {mode!r}")
         encoded = self.encode(inputs)
-        outputs = {
-            task: head(encoded[self.config.input_of(task)])
-            for task, head in self.heads.items()
-            if self.config.input_of(task) in encoded
-        }
+        outputs = self.head_outputs(encoded)
         if mode == "tensor":
             return outputs
         if mode == "predict":
             return {task: self.heads[task].predict(out) for task, out in outputs.items()}
-        if mode == "loss":
-            targets = data_samples or {}
-            missing = sorted(set(outputs) - set(targets))
-            if missing:
-                raise KeyError(
-                    f"mode='loss' needs targets for tasks {missing}; got targets for {sorted(targets)}"
-                )
-            return {
-                f"loss_{task}": self.heads[task].loss(out, targets[task])
-                * self.config.heads[task].loss_weight
-                for task, out in outputs.items()
+        if mode == "evaluate":
+            return [self.evaluation_records(outputs, encoded, data_samples or {})]
+        return self.losses(outputs, encoded, data_samples or {})
+
+    def losses(
+        self, outputs: Mapping[str, Tensor], encoded: Mapping[str, Tokens], targets: Mapping[str, Any]
+    ) -> dict[str, Tensor]:
+        """``{"loss_<task>": loss * loss_weight}`` for every task with an output."""
+        if not outputs:
+            raise ValueError(
+                f"mode='loss': no head reads the inputs {sorted(encoded)}; heads read "
+                f"{ {t: list(k) for t, k in self.head_inputs.items()} }"
+            )
+        missing = sorted(t for t in outputs if t not in targets and self.heads[t].requires_target)
+        if missing:
+            raise KeyError(
+                f"mode='loss' needs targets for tasks {missing}; got targets for {sorted(targets)}"
+            )
+        losses = {}
+        for task, out in outputs.items():
+            head = self.heads[task]
+            target = targets.get(task)
+            if target is not None:
+                target = head.align_target(encoded[self.head_inputs[task][0]], target)
+            losses[f"loss_{task}"] = head.loss(out, target) * self.config.heads[task].loss_weight
+        return losses
+
+    # -- evaluation (mmengine's ValLoop / TestLoop) ---------------------------------------------------------------
+    def evaluation_records(
+        self, outputs: Mapping[str, Tensor], encoded: Mapping[str, Tokens], targets: Mapping[str, Any]
+    ) -> dict[str, dict[str, Any]]:
+        """Per task: ``pred`` (``head.predict``), the aligned ``target`` (or ``None``), the head's metric names and
+        parameters, all on the CPU: what :class:`polymodal.train.metrics.MultiTaskMetric` consumes."""
+        records = {}
+        for task, out in outputs.items():
+            head = self.heads[task]
+            target = targets.get(task)
+            if target is not None:
+                target = head.align_target(encoded[self.head_inputs[task][0]], target)
+            pred = head.predict(out).detach()
+            records[task] = {
+                "pred": (pred.float() if pred.is_floating_point() else pred).cpu(),
+                "target": target.detach().cpu() if isinstance(target, Tensor) else target,
+                "metrics": tuple(head.metrics),
+                "params": head.metric_params(),
             }
-        raise ValueError(f"mode must be 'tensor', 'predict' or 'loss', got {mode!r}")
+        return records
+
+    def val_step(self, data: dict | tuple | list) -> list[dict[str, dict[str, Any]]]:
+        """One evaluation batch ``{"inputs", "data_samples"}`` -> ``[evaluation records]`` (a one-element list:
+        mmengine's evaluator iterates over what this returns)."""
+        data = self.data_preprocessor(data, False)
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a batch dict {{'inputs', 'data_samples'}}, got {type(data).__name__}")
+        return self._run_forward(data, mode="evaluate")
+
+    def test_step(self, data: dict | tuple | list) -> list[dict[str, dict[str, Any]]]:
+        return self.val_step(data)
 
     # -- persistence --------------------------------------------------------------------------------------------
     def config_json(self) -> str:
@@ -148,6 +268,15 @@ class MultimodalModel(BaseModel):
         from polymodal.core.checkpoint import save_pretrained
 
         return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, modalities: Sequence[str] | None = None, **kwargs: Any
+    ) -> MultimodalModel:
+        """Rebuild a model written by :meth:`save_pretrained` (see :func:`polymodal.from_pretrained`)."""
+        from polymodal.core.checkpoint import from_pretrained
+
+        return from_pretrained(directory, modalities=modalities, **kwargs)
 
 
 def build_model(

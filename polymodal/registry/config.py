@@ -81,6 +81,11 @@ class ModelConfig(BaseModel):
     heads: dict[str, HeadSpec] = Field(default_factory=dict, description="Task name -> head.")
     cls_token: bool = Field(True, description="Prepend a learned [CLS] token per input.")
     modality_embedding: bool = Field(True, description="Add a learned embedding that tells inputs apart.")
+    fusion: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Early fusion: fused input key -> the inputs (two or more) whose token sequences are "
+        "concatenated, in this order, into one sequence before the encoder; heads read the fused key.",
+    )
 
     @model_validator(mode="after")
     def _wire(self) -> ModelConfig:
@@ -94,9 +99,17 @@ class ModelConfig(BaseModel):
                         f"{section}.{key}.embed_dim is {cfg.embed_dim} but the encoder "
                         f"{self.encoder.type!r} has width {width}; leave it unset to follow the encoder"
                     )
+        for key, members in self.fusion.items():
+            if key in self.tokenizers or len(members) < 2 or len(set(members)) != len(members):
+                raise ValueError(
+                    f"fusion.{key}: expected a new key fusing two or more distinct inputs, got {members}"
+                )
+            unknown = sorted(set(members) - set(self.tokenizers))
+            if unknown:
+                raise ValueError(f"fusion.{key}: inputs {unknown} have no tokenizer")
         for task, head in self.heads.items():
             source = head.modality or task
-            if source not in self.tokenizers:
+            if source not in self.tokenizers and source not in self.fusion:
                 raise ValueError(
                     f"heads.{task} reads input {source!r}, which has no tokenizer; inputs: "
                     f"{', '.join(sorted(self.tokenizers))} (set the head's 'modality')"

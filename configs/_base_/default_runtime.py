@@ -1,0 +1,27 @@
+# Runtime defaults of every polymodal config: registries, hooks, logging, seeding, distributed setup.
+default_scope = "polymodal"
+custom_imports = dict(imports=["polymodal.train"], allow_failed_imports=False)
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+    dist_cfg=dict(backend="nccl"),  # replaced by gloo on machines without CUDA
+)
+default_hooks = dict(
+    runtime_info=dict(type="RuntimeInfoHook"),
+    timer=dict(type="IterTimerHook"),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+    logger=dict(type="LoggerHook", interval=10),  # loss, lr, time and ETA every 10 steps
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    checkpoint=dict(type="AtomicCheckpointHook", interval=1, max_keep_ckpts=2),
+)
+custom_hooks = [dict(type="RngStateHook"), dict(type="MetricsJsonHook")]
+log_processor = dict(type="LogProcessor", window_size=10, by_epoch=True)
+log_level = "INFO"
+visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
+randomness = dict(seed=0, deterministic=False)
+# Steps may lack a modality (proportional mixing), so DDP must tolerate parameters without gradients. The
+# collate function and the wrapper carry the scope: mmengine looks them up with `get`, which ignores default_scope.
+model_wrapper_cfg = dict(type="polymodal.PolymodalDistributedDataParallel", find_unused_parameters=True)
+load_from = None
+resume = False

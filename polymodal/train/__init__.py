@@ -1,0 +1,61 @@
+"""Training and evaluation on mmengine's Runner: data across modalities, metrics, optimiser, hooks, runner.
+
+Importing this package registers everything the configs in ``configs/`` name (in the ``polymodal`` scope of
+mmengine's registries, see :mod:`polymodal.train.registry`); config files do it through
+``custom_imports = dict(imports=["polymodal.train"])``.
+"""
+
+from __future__ import annotations
+
+from polymodal.train.collate import Example, Stream, TokenizerCollate, multitask_collate
+from polymodal.train.data import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
+from polymodal.train.hooks import AtomicCheckpointHook, MetricsJsonHook, RngStateHook
+from polymodal.train.metrics import METRIC_FUNCTIONS, MultiTaskMetric, compute_task_metrics, register_metric
+from polymodal.train.optim import PolymodalOptimWrapperConstructor, layer_lr_scales, param_groups
+from polymodal.train.runner import (
+    PolymodalDistributedDataParallel,
+    PolymodalFSDPStrategy,
+    PolymodalFullyShardedDataParallel,
+    PolymodalRunner,
+    component_wrap_policy,
+    evaluate,
+    load_config,
+    train,
+)
+from polymodal.train.serialization import (
+    SAFE_CHECKPOINT_GLOBALS,
+    load_checkpoint_file,
+    safe_checkpoint_globals,
+)
+
+__all__ = [
+    "METRIC_FUNCTIONS",
+    "SAFE_CHECKPOINT_GLOBALS",
+    "AtomicCheckpointHook",
+    "Example",
+    "MetricsJsonHook",
+    "MultiTaskBatchSampler",
+    "MultiTaskDataset",
+    "MultiTaskMetric",
+    "MultiTaskSampler",
+    "PolymodalDistributedDataParallel",
+    "PolymodalFSDPStrategy",
+    "PolymodalFullyShardedDataParallel",
+    "PolymodalOptimWrapperConstructor",
+    "PolymodalRunner",
+    "RngStateHook",
+    "Stream",
+    "StreamConfig",
+    "TokenizerCollate",
+    "component_wrap_policy",
+    "compute_task_metrics",
+    "evaluate",
+    "layer_lr_scales",
+    "load_checkpoint_file",
+    "load_config",
+    "multitask_collate",
+    "param_groups",
+    "register_metric",
+    "safe_checkpoint_globals",
+    "train",
+]

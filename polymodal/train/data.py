@@ -1,0 +1,377 @@
+"""Datasets and samplers that mix modalities, so one training step holds several of them.
+
+:class:`MultiTaskDataset` concatenates *streams*; each stream is one plugin data source (``splits()[split]``) feeding
+one model input, or several sources paired sample by sample (e.g. an image and a point cloud of the same class)
+feeding several inputs. Items are :class:`~polymodal.train.collate.Example` tuples for
+:func:`~polymodal.train.collate.multitask_collate`. A stream is configured as::
+
+    streams = dict(
+        image=dict(source="digits"),                                  # input "image" (the source's modality)
+        shapes=dict(source=dict(type="shape_clouds", num_train=256), input="point_cloud", tasks=["shapes"]),
+        pairs=dict(sources=dict(pair_image="digits", pair_audio="spoken_digits"), pair_by="target",
+                   tasks=["pair_cls", "pair_contrast"]),
+    )
+
+:class:`MultiTaskSampler` + :class:`MultiTaskBatchSampler` decide which items form a step. They build *global*
+batches of ``batch_size * world_size`` items (identical on every process, seeded by ``seed + epoch``) and give
+each process an interleaved share, so a run on W processes sees the same global batches as a run on one:
+
+- ``mode="proportional"``: the concatenation of all streams, shuffled; a step mixes streams in proportion to
+  their sizes and an epoch visits every item once.
+- ``mode="round_robin"``: every step holds an equal share of every stream (the remainder rotates); an epoch
+  ends when the largest stream has been seen once, smaller streams restart with a fresh permutation.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import torch
+from mmengine.dist import get_dist_info, sync_random_seed
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch.utils.data import Dataset, Sampler
+
+from polymodal.registry.config import resolve_config
+from polymodal.registry.tables import get
+from polymodal.train.collate import Example, Stream, TokenizerCollate
+from polymodal.train.registry import DATA_SAMPLERS, DATASETS
+
+__all__ = ["MultiTaskBatchSampler", "MultiTaskDataset", "MultiTaskSampler", "StreamConfig", "build_source"]
+
+_SPLITS_CACHE: dict[tuple[str, str], dict[str, Dataset]] = {}
+
+
+class StreamConfig(BaseModel):
+    """One stream of a :class:`MultiTaskDataset`: a data source for one input, or paired sources."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | dict[str, Any] | None = Field(
+        None, description="Data source (registry name or config dict) of a single-input stream."
+    )
+    input: str | None = Field(None, description="Model input key it feeds; default: the source's modality.")
+    sources: dict[str, str | dict[str, Any]] | None = Field(
+        None, description="Paired stream: input key -> data source. The first source sets length and targets."
+    )
+    pair_by: Literal["target", "index"] = Field(
+        "target",
+        description="'target': item i of the first source is paired with an item of the same target (class) "
+        "of each other source, chosen by a seeded permutation; 'index': items with the same index.",
+    )
+    tasks: list[str] | None = Field(
+        None, description="Tasks (head names) the target supervises; default: the input key (single-input)."
+    )
+    max_samples: int | None = Field(None, gt=0, description="Use only the first max_samples items.")
+    seed: int = Field(0, description="Seed of the pairing permutations.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StreamConfig:
+        if (self.source is None) == (self.sources is None):
+            raise ValueError(
+                "a stream needs exactly one of 'source' (one input) or 'sources' (paired inputs)"
+            )
+        if self.sources is not None:
+            if len(self.sources) < 2:
+                raise ValueError(f"'sources' pairs two or more inputs, got {list(self.sources)}")
+            if self.input is not None:
+                raise ValueError(
+                    "'input' applies to single-input streams; paired streams name inputs in 'sources'"
+                )
+            if self.tasks is None:
+                raise ValueError("a paired stream needs 'tasks' (the heads its target supervises)")
+        return self
+
+
+def build_source(spec: str | Mapping[str, Any]) -> Any:
+    """A registered data source from its name or config dict."""
+    spec = {"type": spec} if isinstance(spec, str) else dict(spec)
+    if "type" not in spec:
+        raise ValueError(
+            f"a data source needs a 'type' (a registered data source name), got keys {sorted(spec)}"
+        )
+    return get("data source", spec["type"]).from_config({k: v for k, v in spec.items() if k != "type"})
+
+
+def _splits(source: Any) -> dict[str, Dataset]:
+    """``source.splits()``, generated once per process for one config (train and val datasets share it)."""
+    key = (type(source).name, json.dumps(source.config.model_dump(mode="json"), sort_keys=True))
+    if key not in _SPLITS_CACHE:
+        _SPLITS_CACHE[key] = source.splits()
+    return _SPLITS_CACHE[key]
+
+
+def _targets(dataset: Dataset) -> list[Any]:
+    tensors = getattr(dataset, "tensors", None)
+    if tensors is not None:
+        return list(tensors[-1])
+    return [dataset[i][1] for i in range(len(dataset))]
+
+
+def _label(target: Any) -> Any:
+    t = torch.as_tensor(target)
+    if t.numel() != 1:
+        raise ValueError(
+            f"pair_by='target' needs one class label per sample, got a target of shape {tuple(t.shape)}"
+        )
+    return t.item()
+
+
+class _PairedDataset(Dataset):
+    """Items ``({key: sample}, target)`` pairing several datasets (see ``StreamConfig.pair_by``)."""
+
+    def __init__(self, datasets: Mapping[str, Dataset], pair_by: str, seed: int, name: str) -> None:
+        self.keys = list(datasets)
+        self.datasets = [datasets[k] for k in self.keys]
+        first = self.datasets[0]
+        n = len(first)
+        if pair_by == "index":
+            n = min(len(d) for d in self.datasets)
+            self.index = [list(range(n)) for _ in self.datasets]
+        else:
+            labels = [_label(t) for t in _targets(first)]
+            self.index = [list(range(n))]
+            g = torch.Generator().manual_seed(seed)
+            for key, other in zip(self.keys[1:], self.datasets[1:]):
+                groups: dict[Any, list[int]] = {}
+                for i, t in enumerate(_targets(other)):
+                    groups.setdefault(_label(t), []).append(i)
+                missing = sorted({y for y in labels if y not in groups}, key=str)
+                if missing:
+                    raise ValueError(f"stream {name!r}: input {key!r} has no sample of targets {missing[:5]}")
+                perms = {
+                    y: [idx[j] for j in torch.randperm(len(idx), generator=g).tolist()]
+                    for y, idx in groups.items()
+                }
+                seen: dict[Any, int] = {}
+                chosen = []
+                for y in labels:
+                    k = seen.get(y, 0)
+                    chosen.append(perms[y][k % len(perms[y])])
+                    seen[y] = k + 1
+                self.index.append(chosen)
+        self.length = n
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[dict[str, Any], Any]:
+        items = [d[idx[i]] for d, idx in zip(self.datasets, self.index)]
+        return {k: item[0] for k, item in zip(self.keys, items)}, items[0][1]
+
+
+@DATASETS.register_module()
+class MultiTaskDataset(Dataset):
+    """Concatenation of streams of plugin data sources; items are :class:`Example` ``(stream, sample, target)``.
+
+    Args:
+        streams: ``{name: StreamConfig or dict}`` (see the module docstring).
+        split: which split of every source (``"train"`` or ``"test"``).
+        tokenizers: ``{input_key: tokenizer name or config}`` as in the model config, for collation; an input not
+            listed collates with the default tokenizer of its source's modality.
+    """
+
+    def __init__(
+        self,
+        streams: Mapping[str, StreamConfig | Mapping[str, Any]],
+        split: str = "train",
+        tokenizers: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not streams:
+            raise ValueError("MultiTaskDataset: expected at least one stream")
+        tokenizers = dict(tokenizers or {})
+        self.split = split
+        self.streams: list[Stream] = []
+        self.datasets: list[Dataset] = []
+        used_inputs: dict[str, str] = {}
+        used_tasks: dict[str, str] = {}
+        for name, spec in streams.items():
+            cfg = spec if isinstance(spec, StreamConfig) else StreamConfig.model_validate(dict(spec))
+            named = {cfg.input: cfg.source} if cfg.source is not None else dict(cfg.sources or {})
+            sources, data = {}, {}
+            for key, source_spec in named.items():
+                source = build_source(source_spec)
+                key = key or source.modality
+                splits = _splits(source)
+                if split not in splits:
+                    raise KeyError(
+                        f"stream {name!r}: source {source.name!r} has no split {split!r}: {sorted(splits)}"
+                    )
+                sources[key], data[key] = source, splits[split]
+            for key in sources:
+                if key in used_inputs:
+                    raise ValueError(f"streams {used_inputs[key]!r} and {name!r} both feed input {key!r}")
+                used_inputs[key] = name
+            tasks = cfg.tasks if cfg.tasks is not None else list(sources)
+            for task in tasks:
+                if task in used_tasks:
+                    raise ValueError(
+                        f"streams {used_tasks[task]!r} and {name!r} both supervise task {task!r}"
+                    )
+                used_tasks[task] = name
+            collates = {}
+            for key, source in sources.items():
+                tok = resolve_config("tokenizer", tokenizers.get(key, source.modality))
+                collates[key] = TokenizerCollate(get("tokenizer", tok.type), tok.model_dump())
+            first = next(iter(sources.values()))
+            dataset = (
+                _PairedDataset(data, cfg.pair_by, cfg.seed, name)
+                if len(data) > 1
+                else next(iter(data.values()))
+            )
+            if cfg.max_samples is not None and cfg.max_samples < len(dataset):
+                dataset = torch.utils.data.Subset(dataset, range(cfg.max_samples))
+            if len(dataset) == 0:
+                raise ValueError(f"stream {name!r}: split {split!r} is empty")
+            self.streams.append(Stream(name, collates, tasks, first.collate_targets))
+            self.datasets.append(dataset)
+        self.stream_sizes = [len(d) for d in self.datasets]
+        self.offsets = [0]
+        for n in self.stream_sizes:
+            self.offsets.append(self.offsets[-1] + n)
+        self.metainfo = {
+            "split": split,
+            "streams": {
+                s.name: {"inputs": list(s.inputs), "tasks": list(s.tasks), "size": n}
+                for s, n in zip(self.streams, self.stream_sizes)
+            },
+        }
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(stream number, index within the stream)`` of a global index."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"MultiTaskDataset: index {index} out of range for {len(self)} items")
+        s = bisect.bisect_right(self.offsets, index) - 1
+        return s, index - self.offsets[s]
+
+    def __getitem__(self, index: int) -> Example:
+        s, i = self.locate(int(index))
+        sample, target = self.datasets[s][i]
+        return Example(self.streams[s], sample, target)
+
+
+def _stream_sizes(dataset: Dataset) -> list[int]:
+    return list(getattr(dataset, "stream_sizes", [len(dataset)]))
+
+
+@DATA_SAMPLERS.register_module()
+class MultiTaskSampler(Sampler[int]):
+    """How items of a :class:`MultiTaskDataset` are mixed (``mode``), shuffled (``shuffle``) and seeded.
+
+    Used through :class:`MultiTaskBatchSampler`, which composes the steps; iterated on its own it yields this
+    process's share of the epoch one item at a time. ``set_epoch`` (called by mmengine's ``DistSamplerSeedHook``)
+    reseeds the order: the plan of epoch ``e`` depends only on ``seed + e``.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        mode: Literal["proportional", "round_robin"] = "proportional",
+        shuffle: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        if mode not in ("proportional", "round_robin"):
+            raise ValueError(f"MultiTaskSampler: mode must be 'proportional' or 'round_robin', got {mode!r}")
+        self.dataset = dataset
+        self.mode = mode
+        self.shuffle = shuffle
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def num_global_batches(self, global_batch: int, drop_last: bool) -> int:
+        sizes = [n for n in _stream_sizes(self.dataset) if n > 0]
+        if self.mode == "proportional":
+            total = sum(sizes)
+            return total // global_batch if drop_last else math.ceil(total / global_batch)
+        steps = max(sizes) * len(sizes) / global_batch
+        return max(1, math.floor(steps) if drop_last else math.ceil(steps))
+
+    def global_batches(self, global_batch: int, drop_last: bool) -> list[list[int]]:
+        """The epoch's steps as lists of global indices, grouped by stream within a step."""
+        if global_batch < 1:
+            raise ValueError(f"MultiTaskSampler: batch size must be positive, got {global_batch}")
+        sizes = _stream_sizes(self.dataset)
+        offsets = [sum(sizes[:s]) for s in range(len(sizes))]
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        n_batches = self.num_global_batches(global_batch, drop_last)
+        if self.mode == "proportional":
+            total = sum(sizes)
+            order = torch.randperm(total, generator=g).tolist() if self.shuffle else list(range(total))
+            batches = [order[i * global_batch : (i + 1) * global_batch] for i in range(n_batches)]
+            return [sorted(b, key=lambda i: bisect.bisect_right(offsets, i)) for b in batches]
+        live = [s for s, n in enumerate(sizes) if n > 0]
+        streams = {s: self._cycle(sizes[s], offsets[s], g) for s in live}
+        base, extra = divmod(global_batch, len(live))
+        batches = []
+        for b in range(n_batches):
+            batch = []
+            for j, s in enumerate(live):
+                take = base + (1 if (j - b) % len(live) < extra else 0)
+                batch.extend(next(streams[s]) for _ in range(take))
+            batches.append(batch)
+        return batches
+
+    def _cycle(self, n: int, offset: int, g: torch.Generator) -> Iterator[int]:
+        while True:
+            order = torch.randperm(n, generator=g).tolist() if self.shuffle else range(n)
+            for i in order:
+                yield offset + i
+
+    def rank_batches(self, batch_size: int, drop_last: bool) -> list[list[int]]:
+        """This process's batches: its interleaved share of each global batch of ``batch_size * world``."""
+        rank, world = get_dist_info()
+        out = []
+        for batch in self.global_batches(batch_size * world, drop_last):
+            mine = batch[rank::world]
+            if mine:
+                out.append(mine)
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        for batch in self.rank_batches(1, drop_last=False):
+            yield from batch
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.rank_batches(1, drop_last=False))
+
+
+@DATA_SAMPLERS.register_module()
+class MultiTaskBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` items per process, composed by a :class:`MultiTaskSampler`.
+
+    ``drop_last`` drops an incomplete last global batch (proportional mode); use ``True`` for training, so every
+    process takes the same number of steps, and ``False`` for evaluation, so every item is seen once.
+    """
+
+    def __init__(self, sampler: MultiTaskSampler, batch_size: int, drop_last: bool = False) -> None:
+        if not isinstance(sampler, MultiTaskSampler):
+            raise TypeError(
+                f"MultiTaskBatchSampler: expected a MultiTaskSampler, got {type(sampler).__name__} "
+                "(set sampler=dict(type='MultiTaskSampler', ...) in the dataloader config)"
+            )
+        if batch_size < 1:
+            raise ValueError(f"MultiTaskBatchSampler: batch_size must be positive, got {batch_size}")
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.drop_last = drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.sampler.rank_batches(self.batch_size, self.drop_last)
+
+    def __len__(self) -> int:
+        rank, world = get_dist_info()
+        n = self.sampler.num_global_batches(self.batch_size * world, self.drop_last)
+        if self.sampler.mode == "proportional" and not self.drop_last and n:
+            last = sum(_stream_sizes(self.sampler.dataset)) - (n - 1) * self.batch_size * world
+            if last <= rank:  # this process gets nothing of the last, short batch
+                n -= 1
+        return n

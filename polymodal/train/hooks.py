@@ -1,0 +1,231 @@
+"""Runner hooks: checkpoints that a kill cannot corrupt, exact RNG resume, and a metrics JSON in the work dir.
+
+- :class:`AtomicCheckpointHook` (drop-in for mmengine's ``CheckpointHook``): every checkpoint file and the
+  ``last_checkpoint`` pointer are written to a temporary file, ``fsync``-ed and renamed (through the
+  ``polymodal_atomic`` file backend); the pointer moves only once the new checkpoint is complete, and old
+  checkpoints (``max_keep_ckpts``) are deleted only after that. mmengine's own hook deletes the oldest
+  checkpoint *before* writing the new one and writes files in place, so a kill at the wrong moment leaves a
+  truncated checkpoint or a pointer to a deleted one.
+- :class:`RngStateHook`: stores the torch / numpy / Python RNG states in each checkpoint and restores them on
+  load, and keeps validation from consuming the training RNG stream, so a resumed run draws the same dropout
+  masks and data-loader seeds as an uninterrupted one. Under DDP the states of process 0 are stored; with
+  mmengine's default (``diff_rank_seed=False``) every process has the same states.
+- :class:`MetricsJsonHook`: ``<work_dir>/metrics.json`` with every validation result (``val``), the last one
+  (``last_val``) and the test result (``test``); the history travels in the checkpoint's message hub and the
+  file, so a resumed run continues it (a kill between a checkpoint save and the validation after it loses that
+  one validation entry).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio.backends import backends as _registered_backends
+from mmengine.hooks import CheckpointHook, Hook
+
+from polymodal.core.checkpoint import atomic_write
+from polymodal.train.registry import HOOKS
+
+__all__ = ["ATOMIC_BACKEND", "AtomicCheckpointHook", "AtomicLocalBackend", "MetricsJsonHook", "RngStateHook"]
+
+ATOMIC_BACKEND = "polymodal_atomic"
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend whose writes are atomic (temporary file + fsync + rename)."""
+
+    def put(self, obj: bytes, filepath: str | Path) -> None:
+        atomic_write(filepath, lambda tmp: Path(tmp).write_bytes(obj))
+
+    def put_text(self, obj: str, filepath: str | Path, encoding: str = "utf-8") -> None:
+        atomic_write(filepath, lambda tmp: Path(tmp).write_text(obj, encoding=encoding))
+
+
+if ATOMIC_BACKEND not in _registered_backends:
+    register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` with atomic files and a safe order (see the module docstring).
+
+    Takes the same arguments. Local ``out_dir`` only uses the atomic backend; for other storage (``s3://…``) give
+    ``backend_args`` and the writes are as atomic as that storage's ``put``.
+    """
+
+    def __init__(self, *args: Any, backend_args: dict | None = None, **kwargs: Any) -> None:
+        out_dir = kwargs.get("out_dir")
+        if backend_args is None and (out_dir is None or "://" not in str(out_dir)):
+            backend_args = {"backend": ATOMIC_BACKEND}
+        super().__init__(*args, backend_args=backend_args, **kwargs)
+
+    def _save_checkpoint_with_step(self, runner: Any, step: int, meta: dict) -> None:
+        to_remove: list[int] = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            while len(self.keep_ckpt_ids) >= self.max_keep_ckpts:  # a bounded deque: make room first
+                to_remove.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
+        if not is_main_process():
+            return
+        # the pointer moves only after the checkpoint is complete; old ones go only after that
+        text = str(self.last_ckpt)
+        atomic_write(Path(runner.work_dir) / "last_checkpoint", lambda tmp: Path(tmp).write_text(text))
+        for old in to_remove:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # checkpoints of some strategies are folders
+                self.file_backend.rmtree(path)
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch (CPU and CUDA), numpy and Python RNG states, as tensors and plain Python values only."""
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": n["key"].cpu().numpy().astype(np.uint32), "pos": int(n["pos"])},
+            "has_gauss": int(n["has_gauss"]),
+            "gauss": float(n["gauss"]),
+        }
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
+@HOOKS.register_module()
+class RngStateHook(Hook):
+    """Save RNG states in checkpoints and restore them on load; validation does not touch the training stream."""
+
+    priority = "VERY_LOW"
+    KEY = "polymodal_rng_state"
+
+    def __init__(self) -> None:
+        self._stashed: dict[str, Any] | None = None
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = rng_state()
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        if self.KEY in checkpoint:
+            set_rng_state(checkpoint[self.KEY])
+
+    def before_val(self, runner: Any) -> None:
+        if getattr(runner, "_train_loop", None) is not None:
+            self._stashed = rng_state()
+
+    def after_val(self, runner: Any) -> None:
+        if self._stashed is not None:
+            set_rng_state(self._stashed)
+            self._stashed = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@HOOKS.register_module()
+class MetricsJsonHook(Hook):
+    """Write ``<work_dir>/<filename>`` (atomically, on process 0) after every validation and test."""
+
+    priority = "LOW"
+    INFO_KEY = "polymodal_val_history"
+
+    def __init__(self, filename: str = "metrics.json") -> None:
+        self.filename = filename
+        self.data: dict[str, Any] = {}
+
+    def _path(self, runner: Any) -> Path:
+        return Path(runner.work_dir) / self.filename
+
+    def before_run(self, runner: Any) -> None:
+        path = self._path(runner)
+        if path.is_file():
+            try:
+                self.data = json.loads(path.read_text())
+            except ValueError:
+                self.data = {}
+
+    def before_train(self, runner: Any) -> None:
+        # After a resume the message hub holds the history saved with the checkpoint; validation right after
+        # that save ran later, so its entries (up to the resumed iteration) come from the file on disk.
+        merged = {e["iter"]: e for e in self.data.get("val", []) if e.get("iter", 1 << 62) <= runner.iter}
+        merged.update({e["iter"]: e for e in runner.message_hub.get_info(self.INFO_KEY, [])})
+        self.data["val"] = [merged[i] for i in sorted(merged)]
+        if self.data["val"]:
+            self.data["last_val"] = self.data["val"][-1]
+        else:
+            self.data.pop("last_val", None)
+        runner.message_hub.update_info(self.INFO_KEY, self.data["val"])
+
+    def _write(self, runner: Any) -> None:
+        if not is_main_process():
+            return
+        text = json.dumps(self.data, indent=2, sort_keys=False)
+        atomic_write(self._path(runner), lambda tmp: Path(tmp).write_text(text))
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, Any] | None = None) -> None:
+        if not metrics:
+            return
+        entry = {"epoch": runner.epoch, "iter": runner.iter, **{k: _plain(v) for k, v in metrics.items()}}
+        history = [e for e in self.data.get("val", []) if e.get("iter", -1) < runner.iter]
+        history.append(entry)
+        self.data["val"] = history
+        self.data["last_val"] = entry
+        runner.message_hub.update_info(self.INFO_KEY, history)
+        self._write(runner)
+
+    def after_test_epoch(self, runner: Any, metrics: dict[str, Any] | None = None) -> None:
+        if not metrics:
+            return
+        self.data["test"] = {k: _plain(v) for k, v in metrics.items()}
+        self._write(runner)

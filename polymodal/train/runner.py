@@ -1,0 +1,237 @@
+"""mmengine Runner glue: the runner, the DDP wrapper, and the ``train`` / ``evaluate`` entry points of the CLI.
+
+:class:`PolymodalRunner` is mmengine's ``Runner`` with three fixes:
+
+- checkpoints load with ``weights_only=True`` and the allow-list of :mod:`polymodal.train.serialization`
+  (mmengine 0.10.7's resume fails on torch >= 2.6 otherwise), and strictly (mmengine's default ignores missing
+  weights);
+- ``--launcher pytorch`` works without CUDA: mmengine's launcher calls ``torch.cuda.set_device``; on a machine
+  without GPUs the process group is created here with gloo (``nccl`` in the config is replaced by ``gloo``);
+- :class:`PolymodalDistributedDataParallel` wraps CPU models without ``device_ids`` (which torch refuses there).
+
+For FSDP (mmengine's ``FlexibleRunner``, chosen when the config has a ``strategy``): ``PolymodalFSDPStrategy``
+fixes mmengine's optimiser-state loading on resume, :class:`PolymodalFullyShardedDataParallel` runs evaluation
+through the wrapper, and :func:`component_wrap_policy` makes the encoder, tokenizers and heads FSDP units.
+
+``train(config, ...)`` and ``evaluate(config, checkpoint, ...)`` read an mmengine config file, apply overrides and
+run; after training, process 0 also writes the final model with ``save_pretrained`` into
+``<work_dir>/pretrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from mmengine._strategy import FSDPStrategy
+from mmengine.config import Config
+from mmengine.dist import is_distributed, is_main_process
+from mmengine.model import MMDistributedDataParallel, MMFullyShardedDataParallel, is_model_wrapper
+from mmengine.runner import Runner
+
+from polymodal.train.registry import FUNCTIONS, MODEL_WRAPPERS, RUNNERS, STRATEGIES
+from polymodal.train.serialization import safe_checkpoint_globals
+
+__all__ = [
+    "PolymodalDistributedDataParallel",
+    "PolymodalFSDPStrategy",
+    "PolymodalFullyShardedDataParallel",
+    "PolymodalRunner",
+    "component_wrap_policy",
+    "evaluate",
+    "load_config",
+    "train",
+]
+
+
+@MODEL_WRAPPERS.register_module()
+class PolymodalDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper that drops ``device_ids`` for a model on the CPU (gloo)."""
+
+    def __init__(self, module: torch.nn.Module, device_ids: list[int] | None = None, **kwargs: Any) -> None:
+        param = next(module.parameters(), None)
+        if param is None or param.device.type == "cpu":
+            device_ids = None
+        super().__init__(module=module, device_ids=device_ids, **kwargs)
+
+
+@MODEL_WRAPPERS.register_module()
+class PolymodalFullyShardedDataParallel(MMFullyShardedDataParallel):
+    """mmengine's FSDP wrapper whose evaluation steps give :class:`MultimodalModel`'s evaluation records (mmengine's
+    own runs ``mode="predict"`` through the wrapper, which the model answers with plain predictions)."""
+
+    def val_step(self, data: dict) -> list:
+        return self._run_forward(self.module.data_preprocessor(data, False), mode="evaluate")
+
+    def test_step(self, data: dict) -> list:
+        return self.val_step(data)
+
+
+@STRATEGIES.register_module()
+class PolymodalFSDPStrategy(FSDPStrategy):
+    """mmengine's ``FSDPStrategy`` whose optimiser-state loading (resume) works with current torch, which takes
+    ``optim_state_dict_to_load(model, optim, optim_state_dict)`` (mmengine 0.10.7 passes the state first)."""
+
+    def load_optim_state_dict(self, state_dict: dict) -> None:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        optim_state_dict = FSDP.optim_state_dict_to_load(
+            model=self.model, optim=self.optim_wrapper.optimizer, optim_state_dict=state_dict
+        )
+        self.optim_wrapper.load_state_dict(optim_state_dict)
+
+
+@FUNCTIONS.register_module()
+def component_wrap_policy(module: torch.nn.Module, recurse: bool, nonwrapped_numel: int) -> bool:
+    """FSDP auto-wrap policy: the shared encoder, each tokenizer and each head is one FSDP unit.
+
+    (Not each transformer block: the packed encoder calls a block's layers itself, around the block's own
+    ``forward``, so a block-level unit would never gather its parameters.) Use it in a config as
+    ``model_wrapper=dict(auto_wrap_policy=dict(type="polymodal.component_wrap_policy"), use_orig_params=True)``
+    in the ``strategy`` (see ``configs/multimodal_small_fsdp.py``).
+    """
+    from polymodal.core.encoder import Encoder
+    from polymodal.core.heads import Head
+    from polymodal.core.tokenizer import Tokenizer
+
+    if recurse:
+        return not isinstance(module, (Encoder, Tokenizer, Head))
+    return isinstance(module, (Encoder, Tokenizer, Head))
+
+
+@RUNNERS.register_module()
+class PolymodalRunner(Runner):
+    """mmengine ``Runner`` with safe checkpoint loading and CPU-capable DDP (see the module docstring)."""
+
+    def setup_env(self, env_cfg: dict) -> None:
+        env_cfg = copy.deepcopy(dict(env_cfg or {}))
+        if self.distributed and not torch.cuda.is_available():
+            dist_cfg = dict(env_cfg.get("dist_cfg", {}))
+            if dist_cfg.get("backend", "nccl") == "nccl":
+                dist_cfg["backend"] = "gloo"
+            env_cfg["dist_cfg"] = dist_cfg
+            if self.launcher == "pytorch" and not is_distributed():
+                kwargs = {k: v for k, v in dist_cfg.items() if k != "backend"}
+                if "timeout" in kwargs:
+                    import datetime
+
+                    kwargs["timeout"] = datetime.timedelta(seconds=kwargs["timeout"])
+                torch_dist.init_process_group(backend=dist_cfg["backend"], **kwargs)
+        super().setup_env(env_cfg)
+
+    def load_checkpoint(
+        self, filename: str, map_location: Any = "cpu", strict: bool = True, revise_keys: list | None = None
+    ) -> Any:
+        """mmengine's ``load_checkpoint`` under the safe allow-list, and strict by default: a checkpoint that lacks
+        weights of the model fails instead of leaving them initialised."""
+        with safe_checkpoint_globals():
+            return super().load_checkpoint(
+                filename,
+                map_location=map_location,
+                strict=strict,
+                revise_keys=revise_keys or [(r"^module.", "")],
+            )
+
+
+def load_config(
+    config: str | Path | Config,
+    *,
+    work_dir: str | Path | None = None,
+    cfg_options: Mapping[str, Any] | None = None,
+    launcher: str = "none",
+    amp: bool = False,
+) -> Config:
+    """Read an mmengine config and apply command-line style overrides.
+
+    ``work_dir`` defaults to ``work_dirs/<config file stem>``; ``amp`` switches the optimiser wrapper to
+    mmengine's ``AmpOptimWrapper`` with bf16 (CUDA only); a unique ``experiment_name`` keeps runs of one process
+    apart (mmengine keys its logger and visualiser by it).
+    """
+    cfg = config.copy() if isinstance(config, Config) else Config.fromfile(str(config))
+    if cfg_options:
+        cfg.merge_from_dict(dict(cfg_options))
+    if work_dir is not None:
+        cfg.work_dir = str(work_dir)
+    elif cfg.get("work_dir") is None:
+        stem = Path(cfg.filename).stem if cfg.filename else "run"
+        cfg.work_dir = str(Path("work_dirs") / stem)
+    cfg.launcher = launcher
+    if amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError("--amp needs CUDA (bf16 autocast on the GPU); this machine has none")
+        cfg.optim_wrapper.type = "AmpOptimWrapper"
+        cfg.optim_wrapper.setdefault("dtype", "bfloat16")
+    if not cfg.get("experiment_name"):
+        stem = Path(cfg.filename).stem if cfg.filename else "run"
+        cfg.experiment_name = f"{stem}_{uuid.uuid4().hex[:8]}"  # mmengine appends a timestamp
+    return cfg
+
+
+def _build_runner(cfg: Config) -> Runner:
+    if cfg.get("strategy") is not None:  # FSDP / DeepSpeed through mmengine's FlexibleRunner
+        from mmengine.runner import FlexibleRunner
+
+        return FlexibleRunner.from_cfg(cfg)
+    return PolymodalRunner.from_cfg(cfg)
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    while is_model_wrapper(model) or (hasattr(model, "module") and isinstance(model.module, torch.nn.Module)):
+        model = model.module
+    return model
+
+
+def train(
+    config: str | Path | Config,
+    *,
+    work_dir: str | Path | None = None,
+    resume: bool | str = False,
+    cfg_options: Mapping[str, Any] | None = None,
+    launcher: str = "none",
+    amp: bool = False,
+    save_pretrained: bool = True,
+) -> dict[str, Any]:
+    """Train from an mmengine config; return the last validation metrics (``{}`` without validation).
+
+    ``resume=True`` continues from the latest checkpoint in the work dir, a path from that checkpoint.
+    """
+    cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher, amp=amp)
+    if resume:
+        cfg.resume = True
+        cfg.load_from = None if resume is True or resume == "auto" else str(resume)
+    runner = _build_runner(cfg)
+    with safe_checkpoint_globals():
+        runner.train()
+    if save_pretrained and is_main_process():
+        model = _unwrap(runner.model)
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(Path(cfg.work_dir) / "pretrained")
+    history = runner.message_hub.get_info("polymodal_val_history", [])
+    last = dict(history[-1]) if history else {}
+    return {k: v for k, v in last.items() if k not in ("epoch", "iter")}
+
+
+def evaluate(
+    config: str | Path | Config,
+    checkpoint: str | Path,
+    *,
+    work_dir: str | Path | None = None,
+    cfg_options: Mapping[str, Any] | None = None,
+    launcher: str = "none",
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on the config's test dataloader; return the metrics."""
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found")
+    cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher)
+    cfg.load_from = str(checkpoint)
+    cfg.resume = False
+    runner = _build_runner(cfg)
+    with safe_checkpoint_globals():
+        metrics = runner.test()
+    return dict(metrics)

@@ -1,0 +1,138 @@
+"""Metric functions against scikit-learn / direct formulas, and the mmengine metric over tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
+
+from polymodal.train.metrics import METRIC_FUNCTIONS, MultiTaskMetric, compute_task_metrics, register_metric
+
+CLS = {"num_classes": 5, "multi_label": False}
+
+
+def test_accuracy_and_macro_f1_match_sklearn() -> None:
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (200,), generator=g)
+    pred = torch.where(torch.rand(200, generator=g) < 0.6, target, torch.randint(0, 4, (200,), generator=g))
+    acc = METRIC_FUNCTIONS["accuracy"](pred, target, CLS)
+    f1 = METRIC_FUNCTIONS["macro_f1"](pred, target, CLS)
+    assert acc == pytest.approx(accuracy_score(target, pred))
+    assert f1 == pytest.approx(f1_score(target, pred, average="macro"))
+    # a class that is never a target nor predicted does not count (scikit-learn's labels = union)
+    t, p = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1])
+    assert METRIC_FUNCTIONS["macro_f1"](p, t, CLS) == pytest.approx(f1_score(t, p, average="macro"))
+
+
+def test_ignored_positions_do_not_count() -> None:
+    target = torch.tensor([[1, 0, -100], [2, -100, -100]])
+    pred = torch.tensor([[1, 1, 0], [2, 0, 0]])
+    assert METRIC_FUNCTIONS["accuracy"](pred, target, CLS) == pytest.approx(2 / 3)
+    assert METRIC_FUNCTIONS["macro_f1"](pred, target, CLS) == pytest.approx(
+        f1_score([1, 0, 2], [1, 1, 2], average="macro")
+    )
+
+
+def test_multi_label_metrics() -> None:
+    g = torch.Generator().manual_seed(1)
+    target = (torch.rand(50, 4, generator=g) < 0.5).long()
+    pred = torch.where(torch.rand(50, 4, generator=g) < 0.7, target, 1 - target)
+    params = {"num_classes": 4, "multi_label": True}
+    assert METRIC_FUNCTIONS["accuracy"](pred, target, params) == pytest.approx(
+        (pred == target).float().mean().item()
+    )
+    assert METRIC_FUNCTIONS["macro_f1"](pred, target, params) == pytest.approx(
+        f1_score(target.numpy(), pred.numpy(), average="macro")
+    )
+
+
+def test_regression_metrics() -> None:
+    g = torch.Generator().manual_seed(2)
+    target, pred = torch.randn(30, 2, generator=g), torch.randn(30, 2, generator=g)
+    assert METRIC_FUNCTIONS["mse"](pred, target, {}) == pytest.approx(mean_squared_error(target, pred))
+    assert METRIC_FUNCTIONS["mae"](pred, target, {}) == pytest.approx(mean_absolute_error(target, pred))
+    assert METRIC_FUNCTIONS["rmse"](pred, target, {}) == pytest.approx(
+        np.sqrt(mean_squared_error(target, pred))
+    )
+    with pytest.raises(ValueError, match=r"metric 'mse': predictions \(30, 2\) and targets \(30,\) differ"):
+        METRIC_FUNCTIONS["mse"](pred, target[:, 0], {})
+
+
+def test_recall_at_1_against_a_loop() -> None:
+    g = torch.Generator().manual_seed(3)
+    a = torch.nn.functional.normalize(torch.randn(12, 8, generator=g), dim=-1)
+    b = torch.nn.functional.normalize(a + 0.8 * torch.randn(12, 8, generator=g), dim=-1)
+    labels = torch.arange(12) % 3
+    pred = torch.stack([a, b], dim=1)
+
+    def reference(use_labels: bool) -> float:
+        hits = 0
+        for x, y in ((a, b), (b, a)):
+            for i in range(12):
+                j = max(range(12), key=lambda k: float(x[i] @ y[k]))
+                hits += int(labels[j] == labels[i]) if use_labels else int(j == i)
+        return hits / 24
+
+    assert METRIC_FUNCTIONS["recall_at_1"](pred, None, {"positives": "pair"}) == pytest.approx(
+        reference(False)
+    )
+    assert METRIC_FUNCTIONS["recall_at_1"](pred, labels, {"positives": "label"}) == pytest.approx(
+        reference(True)
+    )
+
+
+def test_multitask_metric_reports_per_task() -> None:
+    metric = MultiTaskMetric()
+    batches = [
+        {
+            "a": {
+                "pred": torch.tensor([1, 2]),
+                "target": torch.tensor([1, 0]),
+                "metrics": ("accuracy",),
+                "params": CLS,
+            },
+            "r": {
+                "pred": torch.tensor([[1.0]]),
+                "target": torch.tensor([[0.0]]),
+                "metrics": ("mse", "mae"),
+                "params": {},
+            },
+        },
+        {  # per-token outputs of another padded length are flattened
+            "a": {
+                "pred": torch.tensor([3]),
+                "target": torch.tensor([3]),
+                "metrics": ("accuracy",),
+                "params": CLS,
+            },
+        },
+    ]
+    for b in batches:
+        metric.process({}, [b])
+    assert metric.evaluate(size=3) == {"a/accuracy": pytest.approx(2 / 3), "r/mse": 1.0, "r/mae": 1.0}
+    assert compute_task_metrics(
+        [torch.tensor([[1, 0]]), torch.tensor([[1, 1, 0]])],
+        [torch.tensor([[1, 1]]), torch.tensor([[1, 1, -100]])],
+        ["accuracy"],
+        CLS,
+    ) == {"accuracy": 0.75}
+    with pytest.raises(
+        KeyError, match="unknown metric 'auroc'; registered: accuracy, macro_f1, mae, mse, recall_at_1, rmse"
+    ):
+        compute_task_metrics([torch.zeros(2)], [torch.zeros(2)], ["auroc"], {})
+
+
+def test_register_metric() -> None:
+    @register_metric("max_error_test")
+    def max_error(pred: torch.Tensor, target: torch.Tensor | None, params: dict) -> float:
+        return float((pred - target).abs().max())
+
+    try:
+        assert compute_task_metrics(
+            [torch.tensor([1.0, 4.0])], [torch.tensor([1.0, 2.0])], ["max_error_test"], {}
+        ) == {"max_error_test": 2.0}
+        with pytest.raises(ValueError, match="already registered"):
+            register_metric("max_error_test")(lambda p, t, q: 0.0)
+    finally:
+        METRIC_FUNCTIONS.pop("max_error_test")
