@@ -81,3 +81,17 @@ def test_runner_registry_builds_the_model() -> None:
             dict(type="MultimodalModel", encoder=SMALL, tokenizers={"image": "image"}, heads=HEADS)
         )
     _check(model, 32)
+
+
+def test_from_pretrained_does_not_reread_the_encoders_original_checkpoint(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    encoder = polymodal.get("encoder", "vit").from_config(SMALL)
+    ckpt = tmp_path / "enc.safetensors"
+    save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(ckpt))
+    model = polymodal.build_model(encoder={**SMALL, "pretrained": str(ckpt)}, modalities=["image"], heads=HEADS)
+    model.save_pretrained(tmp_path / "saved")
+    ckpt.unlink()
+    again = polymodal.from_pretrained(tmp_path / "saved")
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(model.eval()({"image": x})["image"], again({"image": x})["image"])

@@ -149,6 +149,9 @@ def from_pretrained(
             data = select_modalities(data, modalities)
         except KeyError as exc:
             raise KeyError(f"{directory}: {exc.args[0]}") from None
+    if isinstance(data.get("encoder"), dict) and data["encoder"].get("pretrained"):
+        # The saved weights supersede the encoder's original checkpoint, which may no longer exist.
+        data["encoder"]["pretrained"] = None
     model = MultimodalModel(ModelConfig.model_validate(data))
     wanted = model.state_dict()
     with safe_open(str(directory / WEIGHTS_NAME), framework="pt", device="cpu") as f:
