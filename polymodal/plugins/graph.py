@@ -260,17 +260,17 @@ class GraphTokenizer(Tokenizer):
         keys = {"edge_index"} | ({"x"} if self.config.in_channels else set())
         keys |= {"edge_attr"} if self.config.edge_dim else set()
         keys |= {self.pe_attr} if self.pe_attr else set()
-        return set(g.keys()) == keys
+        return set(g.keys()) - {"num_nodes"} == keys  # PyG lists an explicit num_nodes as a key
 
     # -- forward -------------------------------------------------------------------------------------------
     def validate(self, batch: Any) -> Batch:
         """Check the input and return a ``Batch`` carrying the structural encoding."""
         if isinstance(batch, (list, tuple)):
-            return self.collate(batch)
-        if not isinstance(batch, Data):
+            batch = self.collate(batch)  # graphs that already carry the encoding are checked below
+        elif not isinstance(batch, Data):
             raise self.fail("a torch_geometric Data/Batch or a list of Data", describe(batch))
-        if not isinstance(batch, Batch):
-            return self.collate([batch])
+        elif not isinstance(batch, Batch):
+            batch = self.collate([batch])
         if batch.num_graphs == 0:
             raise self.fail("a non-empty batch of graphs", "a Batch of 0 graphs")
         self._check_graph(batch, " in the batch")
