@@ -43,6 +43,15 @@ _EXPORTS = {
     "DataSource": "polymodal.core.data",
     "DataSourceConfig": "polymodal.core.data",
     "ModalityInputError": "polymodal.core.component",
+    # your own data and fine-tuning (polymodal.evaluate evaluates a model object; the CLI's config-file evaluation
+    # is polymodal.train.evaluate)
+    "ArrayDataset": "polymodal.data",
+    "FileDataset": "polymodal.data",
+    "stratified_split": "polymodal.data",
+    "summarize": "polymodal.data",
+    "fit": "polymodal.train.fit",
+    "evaluate": "polymodal.train.fit",
+    "FitResult": "polymodal.train.fit",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -70,6 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from polymodal.core.model import MultimodalModel, build_model
     from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
     from polymodal.core.tokens import Tokens
+    from polymodal.data import ArrayDataset, FileDataset, stratified_split, summarize
     from polymodal.registry.config import ModelConfig
     from polymodal.registry.errors import DuplicateNameError, UnknownNameError
     from polymodal.registry.hookspecs import hookimpl
@@ -83,3 +93,4 @@ if TYPE_CHECKING:  # pragma: no cover
         list_tokenizers,
         register,
     )
+    from polymodal.train.fit import FitResult, evaluate, fit

@@ -132,7 +132,11 @@ class ClassificationHeadConfig(HeadConfig):
 
 
 class ClassificationHead(Head):
-    """LayerNorm + linear classifier over a pooled token (cross-entropy, or BCE when multi-label)."""
+    """LayerNorm + linear classifier over a pooled token (cross-entropy, or BCE when multi-label).
+
+    Metrics: accuracy and macro-F1; multi-label: accuracy over (sample, label) entries, micro-F1 (the main one)
+    and macro-F1 over labels.
+    """
 
     name: ClassVar[str] = "classification"
     config_class: ClassVar[type[ClassificationHeadConfig]] = ClassificationHeadConfig
@@ -144,6 +148,8 @@ class ClassificationHead(Head):
         self.norm = nn.LayerNorm(c.embed_dim)
         self.drop = nn.Dropout(c.dropout)
         self.fc = nn.Linear(c.embed_dim, c.num_classes)
+        if c.multi_label:  # per instance: the class attribute lists the single-label metrics
+            self.metrics = ("micro_f1", "macro_f1", "accuracy")
 
     def forward(self, tokens: Tokens) -> Tensor:
         return self.fc(self.drop(self.norm(pool_tokens(tokens, self.config.pool))))

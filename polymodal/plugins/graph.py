@@ -24,6 +24,7 @@ distribution and cycle structure, which message passing and the encodings see.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -32,14 +33,18 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.utils.data import Dataset
-from torch_geometric.data import Batch, Data
-from torch_geometric.nn import GCNConv, GINConv, GINEConv
-from torch_geometric.utils import degree, to_dense_batch
 
 from polymodal.core.data import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, describe
 from polymodal.core.tokens import Tokens
 from polymodal.registry.hookspecs import hookimpl
+
+# PyG scripts a few classes when imported; torch >= 2.14 deprecates that, noisily
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+    from torch_geometric.data import Batch, Data
+    from torch_geometric.nn import GCNConv, GINConv, GINEConv
+    from torch_geometric.utils import degree, to_dense_batch
 
 __all__ = [
     "GRAPH_FAMILIES",

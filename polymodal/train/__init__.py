@@ -3,12 +3,17 @@
 Importing this package registers everything the configs in ``configs/`` name (in the ``polymodal`` scope of
 mmengine's registries, see :mod:`polymodal.train.registry`); config files do it through
 ``custom_imports = dict(imports=["polymodal.train"])``.
+
+Two ways to train: :func:`train` / :func:`evaluate` run an mmengine config file (the CLI); :func:`fit` fine-tunes a
+model object on dataset objects in Python (``polymodal.fit``), and ``polymodal.evaluate(model, data)``
+(:func:`polymodal.train.fit.evaluate`) evaluates a model object on datasets.
 """
 
 from __future__ import annotations
 
 from polymodal.train.collate import Example, Stream, TokenizerCollate, multitask_collate
 from polymodal.train.data import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
+from polymodal.train.fit import FitResult, fit
 from polymodal.train.hooks import AtomicCheckpointHook, MetricsJsonHook, RngStateHook
 from polymodal.train.metrics import METRIC_FUNCTIONS, MultiTaskMetric, compute_task_metrics, register_metric
 from polymodal.train.optim import PolymodalOptimWrapperConstructor, layer_lr_scales, param_groups
@@ -33,6 +38,7 @@ __all__ = [
     "SAFE_CHECKPOINT_GLOBALS",
     "AtomicCheckpointHook",
     "Example",
+    "FitResult",
     "MetricsJsonHook",
     "MultiTaskBatchSampler",
     "MultiTaskDataset",
@@ -50,6 +56,7 @@ __all__ = [
     "component_wrap_policy",
     "compute_task_metrics",
     "evaluate",
+    "fit",
     "layer_lr_scales",
     "load_checkpoint_file",
     "load_config",

@@ -2,15 +2,21 @@
 
 :class:`MultiTaskDataset` concatenates *streams*; each stream is one plugin data source (``splits()[split]``) feeding
 one model input, or several sources paired sample by sample (e.g. an image and a point cloud of the same class)
-feeding several inputs. Items are :class:`~polymodal.train.collate.Example` tuples for
-:func:`~polymodal.train.collate.multitask_collate`. A stream is configured as::
+feeding several inputs, or a dataset object (e.g. :class:`polymodal.data.ArrayDataset`) the user made, or a
+dataset config dict built through the ``DATASETS`` registry. Items are :class:`~polymodal.train.collate.Example`
+tuples for :func:`~polymodal.train.collate.multitask_collate`. A stream is configured as::
 
     streams = dict(
         image=dict(source="digits"),                                  # input "image" (the source's modality)
         shapes=dict(source=dict(type="shape_clouds", num_train=256), input="point_cloud", tasks=["shapes"]),
         pairs=dict(sources=dict(pair_image="digits", pair_audio="spoken_digits"), pair_by="target",
                    tasks=["pair_cls", "pair_contrast"]),
+        mine=dict(dataset=ArrayDataset("image", images, labels), tasks=["my_task"]),  # any split
     )
+
+A dataset stream feeds the input ``input`` (default: the dataset's ``modality``) and collates with the dataset's
+own tokenizer config (``dataset.tokenizer_config``), which must then agree with the model's tokenizer of that
+input (``tokenizers``) apart from ``embed_dim``; its targets collate with ``dataset.collate_targets``.
 
 :class:`MultiTaskSampler` + :class:`MultiTaskBatchSampler` decide which items form a step. They build *global*
 batches of ``batch_size * world_size`` items (identical on every process, seeded by ``seed + epoch``) and give
@@ -27,31 +33,46 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 from mmengine.dist import get_dist_info, sync_random_seed
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from polymodal.core.data import DataSource
 from polymodal.registry.config import resolve_config
 from polymodal.registry.tables import get
 from polymodal.train.collate import Example, Stream, TokenizerCollate
 from polymodal.train.registry import DATA_SAMPLERS, DATASETS
 
-__all__ = ["MultiTaskBatchSampler", "MultiTaskDataset", "MultiTaskSampler", "StreamConfig", "build_source"]
+__all__ = [
+    "MultiTaskBatchSampler",
+    "MultiTaskDataset",
+    "MultiTaskSampler",
+    "StreamConfig",
+    "build_dataset",
+    "build_source",
+    "stack_targets",
+]
 
 _SPLITS_CACHE: dict[tuple[str, str], dict[str, Dataset]] = {}
 
 
 class StreamConfig(BaseModel):
-    """One stream of a :class:`MultiTaskDataset`: a data source for one input, or paired sources."""
+    """One stream of a :class:`MultiTaskDataset`: a data source or a dataset for one input, or paired sources."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     source: str | dict[str, Any] | None = Field(
         None, description="Data source (registry name or config dict) of a single-input stream."
+    )
+    dataset: Any = Field(
+        None,
+        description="A dataset object of (sample, target) items (e.g. polymodal.data.ArrayDataset), or a config "
+        "dict of one in the DATASETS registry, for a single-input stream; used whatever the split.",
     )
     input: str | None = Field(None, description="Model input key it feeds; default: the source's modality.")
     sources: dict[str, str | dict[str, Any]] | None = Field(
@@ -70,9 +91,10 @@ class StreamConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> StreamConfig:
-        if (self.source is None) == (self.sources is None):
+        if sum(x is not None for x in (self.source, self.sources, self.dataset)) != 1:
             raise ValueError(
-                "a stream needs exactly one of 'source' (one input) or 'sources' (paired inputs)"
+                "a stream needs exactly one of 'source' (a data source for one input), 'dataset' (a dataset for "
+                "one input) or 'sources' (paired inputs)"
             )
         if self.sources is not None:
             if len(self.sources) < 2:
@@ -94,6 +116,66 @@ def build_source(spec: str | Mapping[str, Any]) -> Any:
             f"a data source needs a 'type' (a registered data source name), got keys {sorted(spec)}"
         )
     return get("data source", spec["type"]).from_config({k: v for k, v in spec.items() if k != "type"})
+
+
+def build_dataset(spec: Any) -> Dataset:
+    """A dataset object as it is, or one built from its config dict through the ``DATASETS`` registry."""
+    if isinstance(spec, Mapping):
+        if "type" not in spec:
+            raise ValueError(
+                f"a dataset config needs a 'type' (a registered dataset), got keys {sorted(spec)}"
+            )
+        return DATASETS.build(dict(spec))
+    if not hasattr(spec, "__getitem__") or not hasattr(spec, "__len__"):
+        raise TypeError(
+            f"a stream's 'dataset' must be a map-style dataset or a config dict, got {type(spec).__name__}"
+        )
+    return spec
+
+
+def stack_targets(targets: Sequence[Any]) -> Tensor:
+    """Targets of a batch stacked into one tensor (for datasets without their own ``collate_targets``)."""
+    return torch.stack([torch.as_tensor(t) for t in targets])
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _stream_tokenizer(stream: str, key: str, source: Any, model_spec: Any, data: Any = None) -> Any:
+    """The tokenizer config an input of a stream collates with.
+
+    A dataset that preprocesses its samples itself (it has ``tokenizer_config``; for a data source, its split
+    ``data`` has, as the ``files`` source's do) collates with that config, which must agree with the model's
+    tokenizer of the input (``model_spec``) apart from ``embed_dim``; other data sources collate with the model's
+    tokenizer, or the default tokenizer of its modality (a data source's ``tokenizer_config()`` method only
+    suggests the model's entry; its samples are not preprocessed for it).
+    """
+    holder = data if isinstance(source, DataSource) else source
+    own = getattr(holder, "tokenizer_config", None)
+    if own is None:
+        return resolve_config("tokenizer", model_spec if model_spec is not None else source.modality)
+    own_cfg = resolve_config("tokenizer", own)
+    if model_spec is not None:
+        model_cfg = resolve_config("tokenizer", model_spec)
+        a = own_cfg.model_dump(mode="json", exclude={"embed_dim"})
+        b = model_cfg.model_dump(mode="json", exclude={"embed_dim"})
+        if a != b:
+            diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            shown = "; ".join(f"{k}: data {_short(a.get(k))}, model {_short(b.get(k))}" for k in diff[:4])
+            if holder is source:
+                fix = (
+                    f"build the model with tokenizers={{{key!r}: dataset.tokenizer_config}}, or make the dataset "
+                    "with the model's tokenizer config"
+                )
+            else:
+                fix = f"give the model's tokenizers[{key!r}] the config of source.tokenizer_config(): {_short(a, 200)}"
+            raise ValueError(
+                f"stream {stream!r}: the dataset's samples were preprocessed for a different {key!r} tokenizer "
+                f"than the model's ({shown}); {fix}"
+            )
+    return own_cfg
 
 
 def _splits(source: Any) -> dict[str, Dataset]:
@@ -169,7 +251,7 @@ class MultiTaskDataset(Dataset):
 
     Args:
         streams: ``{name: StreamConfig or dict}`` (see the module docstring).
-        split: which split of every source (``"train"`` or ``"test"``).
+        split: which split of every source (``"train"`` or ``"test"``); dataset streams are used as they are.
         tokenizers: ``{input_key: tokenizer name or config}`` as in the model config, for collation; an input not
             listed collates with the default tokenizer of its source's modality.
     """
@@ -190,8 +272,17 @@ class MultiTaskDataset(Dataset):
         used_tasks: dict[str, str] = {}
         for name, spec in streams.items():
             cfg = spec if isinstance(spec, StreamConfig) else StreamConfig.model_validate(dict(spec))
+            sources: dict[str, Any] = {}
+            data: dict[str, Dataset] = {}
+            if cfg.dataset is not None:
+                ds = build_dataset(cfg.dataset)
+                key = cfg.input or getattr(ds, "modality", None)
+                if not key:
+                    raise ValueError(
+                        f"stream {name!r}: the dataset has no 'modality'; set the stream's 'input' (a model input)"
+                    )
+                sources[key], data[key] = ds, ds
             named = {cfg.input: cfg.source} if cfg.source is not None else dict(cfg.sources or {})
-            sources, data = {}, {}
             for key, source_spec in named.items():
                 source = build_source(source_spec)
                 key = key or source.modality
@@ -214,9 +305,10 @@ class MultiTaskDataset(Dataset):
                 used_tasks[task] = name
             collates = {}
             for key, source in sources.items():
-                tok = resolve_config("tokenizer", tokenizers.get(key, source.modality))
+                tok = _stream_tokenizer(name, key, source, tokenizers.get(key), data[key])
                 collates[key] = TokenizerCollate(get("tokenizer", tok.type), tok.model_dump())
             first = next(iter(sources.values()))
+            collate_targets = getattr(first, "collate_targets", stack_targets)
             dataset = (
                 _PairedDataset(data, cfg.pair_by, cfg.seed, name)
                 if len(data) > 1
@@ -226,7 +318,7 @@ class MultiTaskDataset(Dataset):
                 dataset = torch.utils.data.Subset(dataset, range(cfg.max_samples))
             if len(dataset) == 0:
                 raise ValueError(f"stream {name!r}: split {split!r} is empty")
-            self.streams.append(Stream(name, collates, tasks, first.collate_targets))
+            self.streams.append(Stream(name, collates, tasks, collate_targets))
             self.datasets.append(dataset)
         self.stream_sizes = [len(d) for d in self.datasets]
         self.offsets = [0]

@@ -1,4 +1,4 @@
-"""Metrics per task, through mmengine's evaluator: accuracy, macro-F1, MSE/MAE/RMSE, retrieval recall@1.
+"""Metrics per task, through mmengine's evaluator: accuracy, macro/micro-F1, MSE/MAE/RMSE, retrieval recall@1.
 
 The model's ``val_step`` gives, per batch and task, ``pred`` (``head.predict(output)``), the aligned ``target``,
 the head's metric names (``head.metrics``) and parameters (``head.metric_params()``). :class:`MultiTaskMetric`
@@ -10,6 +10,8 @@ Definitions (``target == -100`` marks an ignored position for class metrics):
 - ``macro_f1``: unweighted mean over classes of ``2 TP / (2 TP + FP + FN)``, over the classes that occur in the
   targets or predictions (scikit-learn's default); multi-label: over the labels, each a binary problem, skipping
   labels never present nor predicted.
+- ``micro_f1``: ``2 TP / (2 TP + FP + FN)`` with the counts summed over all classes / labels (multi-label: every
+  (sample, label) entry; single-label it equals accuracy).
 - ``mse``, ``mae``, ``rmse``: over all predicted values.
 - ``recall_at_1``: paired embeddings ``[N, 2, E]``: how often the nearest (cosine) item of the other input is the
   sample's own pair (``positives="pair"``) or has the same label (``positives="label"``), averaged over both
@@ -90,6 +92,17 @@ def macro_f1(pred: Tensor, target: Tensor | None, params: dict[str, Any]) -> flo
     if not bool(present.any()):
         return float("nan")
     return float((2 * tp[present].double() / denom[present].double()).mean())
+
+
+@register_metric("micro_f1")
+def micro_f1(pred: Tensor, target: Tensor | None, params: dict[str, Any]) -> float:
+    target = _need_target("micro_f1", target)
+    if params.get("multi_label"):
+        p, t = pred.long().bool(), target.long().bool()
+        tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+        return float(2 * tp / (2 * tp + fp + fn)) if 2 * tp + fp + fn else float("nan")
+    p, t = _class_pairs(pred, target)  # one label per sample: every error is one FP and one FN
+    return float((p == t).float().mean()) if t.numel() else float("nan")
 
 
 def _values(name: str, pred: Tensor, target: Tensor | None) -> Tensor:

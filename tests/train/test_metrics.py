@@ -45,6 +45,15 @@ def test_multi_label_metrics() -> None:
     assert METRIC_FUNCTIONS["macro_f1"](pred, target, params) == pytest.approx(
         f1_score(target.numpy(), pred.numpy(), average="macro")
     )
+    assert METRIC_FUNCTIONS["micro_f1"](pred, target, params) == pytest.approx(
+        f1_score(target.numpy(), pred.numpy(), average="micro")
+    )
+
+
+def test_micro_f1_of_one_label_per_sample_is_accuracy() -> None:
+    target, pred = torch.tensor([0, 1, 2, 2, 4, -100]), torch.tensor([0, 2, 2, 1, 4, 3])
+    expected = f1_score([0, 1, 2, 2, 4], [0, 2, 2, 1, 4], average="micro")
+    assert METRIC_FUNCTIONS["micro_f1"](pred, target, CLS) == pytest.approx(expected) == pytest.approx(0.6)
 
 
 def test_regression_metrics() -> None:
@@ -118,7 +127,8 @@ def test_multitask_metric_reports_per_task() -> None:
         CLS,
     ) == {"accuracy": 0.75}
     with pytest.raises(
-        KeyError, match="unknown metric 'auroc'; registered: accuracy, macro_f1, mae, mse, recall_at_1, rmse"
+        KeyError,
+        match="unknown metric 'auroc'; registered: accuracy, macro_f1, mae, micro_f1, mse, recall_at_1, rmse",
     ):
         compute_task_metrics([torch.zeros(2)], [torch.zeros(2)], ["auroc"], {})
 
