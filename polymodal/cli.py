@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main", "modality_table"]
 
 KINDS = {
     "modalities": None,
@@ -31,6 +31,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     what = args.what
     pattern = args.filter
+    if args.markdown:
+        if what != "modalities":
+            print("polymodal: --markdown is for 'polymodal list modalities'", file=sys.stderr)
+            return 2
+        print(modality_table(pattern), end="")
+        return 0
     if what == "plugins":
         infos = plugins.list_plugins()
         rows = [("plugin", "status", "distribution", "components")]
@@ -59,6 +65,67 @@ def _cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"{name:<24} {doc[0] if doc else ''}")
     return 0
+
+
+# Input forms of the built-in tokenizers, for the modality table. A plugin states its own as the class attribute
+# ``input_form`` (which takes precedence); these move into the plugins as that attribute.
+_INPUT_FORMS = {
+    "audio": "waveforms `[B, S]` (or a list of `[S_i]`)",
+    "graph": "PyG `Batch`, `Data` or a list of `Data`",
+    "hyperspectral": "cubes `[B, bands, H, W]`",
+    "image": "images `[B, C, H, W]`",
+    "imu": "signals `[B, C, T]` (or a list of `[C, T_i]`)",
+    "infrared": "thermal frames `[B, 1, H, W]`",
+    "point_cloud": "points `[B, P, 3 + C]`",
+    "tabular": "rows `{numeric: [B, n], categorical: [B, k]}`",
+    "text": "strings (or `{input_ids, mask}` from `collate`)",
+    "time_series": "series `[B, C, L]` (or a list of `[C, L_i]`)",
+    "video": "clips `[B, T, C, H, W]`",
+    "xray": "radiographs `[B, 1, H, W]`",
+}
+
+
+def _tokens_per_sample(source_cls: type, samples: int = 8) -> str:
+    """Real tokens per sample of a data source's first test samples, with its modality's default tokenizer."""
+    import torch
+
+    from polymodal.registry import tables
+
+    try:
+        source = source_cls.from_config(num_train=samples, num_test=samples)
+    except ValueError:  # a source with fixed sizes
+        source = source_cls.from_config()
+    data = source.splits()["test"]
+    tokenizer = tables.get("tokenizer", source_cls.modality).from_config(embed_dim=8)
+    batch = tokenizer.collate([data[i][0] for i in range(min(samples, len(data)))])
+    with torch.no_grad():
+        lengths = tokenizer(batch).lengths.tolist()
+    lo, hi = min(lengths), max(lengths)
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def modality_table(filter: str = "*") -> str:
+    """The Markdown table of registered modalities: tokenizer, input form, and each data source with the real
+    tokens per sample of its first test samples under the default tokenizer config (what `list modalities
+    --markdown` prints; the README's table is its output with only the built-in plugins loaded)."""
+    from polymodal.registry import tables
+
+    lines = [
+        "| modality | tokenizer | input | data source: tokens per sample |",
+        "|---|---|---|---|",
+    ]
+    sources = [tables.get("data source", n) for n in tables.list_data_sources()]
+    for m in tables.list_modalities(filter):
+        toks = [n for n in tables.list_tokenizers() if tables.get("tokenizer", n).modality == m]
+        forms = [
+            getattr(tables.get("tokenizer", n), "input_form", "") or _INPUT_FORMS.get(n, "") for n in toks
+        ]
+        data = [s for s in sources if s.modality == m]
+        tokens = ", ".join(f"`{s.name}`: {_tokens_per_sample(s)}" for s in data)
+        lines.append(
+            f"| {m} | {', '.join(f'`{n}`' for n in toks)} | {'; '.join(f for f in forms if f)} | {tokens} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -184,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered modalities, components or plugins")
     p.add_argument("what", nargs="?", default="modalities", choices=list(KINDS))
     p.add_argument("filter", nargs="?", default="*", help="fnmatch pattern, e.g. 'vit_*'")
+    p.add_argument(
+        "--markdown",
+        action="store_true",
+        help="with 'modalities': a Markdown table (tokenizer, input form, tokens per sample of each data source)",
+    )
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("info", help="a component's config fields and defaults")
     p.add_argument("name")
