@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,14 @@ import pytest
 import torch
 
 EXAMPLE_PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "polymodal-eeg"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `pytest -n N` on N cores: one thread per worker (and per subprocess it starts). torch's default of one
+    # thread per core oversubscribes the cores, and the many small ops of these tests then run several times slower.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(autouse=True)
