@@ -33,14 +33,6 @@ PER_CLASS = 6
 IMU = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _folders(root: Path, suffix: str, write: Callable[[Path, int, np.random.Generator], None]) -> Path:
     """``root/<class>/<i><suffix>`` for two classes; ``write(path, class index, rng)`` writes one file."""
     rng = np.random.default_rng(0)

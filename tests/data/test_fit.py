@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,6 @@ import polymodal
 from polymodal.data import ArrayDataset, stratified_split
 
 from .test_arrays import ENCODER, make_arrays
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _model(data: ArrayDataset, **heads: dict) -> polymodal.MultimodalModel:
