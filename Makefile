@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/polymodal list
+	$(VENV)/bin/polymodal demo
 
 test: setup
 	$(VENV)/bin/ruff check polymodal tests benchmarks
