@@ -21,7 +21,7 @@ demo: setup
 	$(VENV)/bin/polymodal demo
 
 test: setup
-	$(VENV)/bin/ruff check polymodal tests benchmarks
+	$(VENV)/bin/ruff check polymodal tests benchmarks examples docs/hooks.py
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
