@@ -57,7 +57,13 @@ _EXPORTS = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
+# public subpackages, importable as attributes (``polymodal.data.from_folder`` after a plain ``import polymodal``)
+_SUBPACKAGES = ("data", "testing", "train")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"polymodal.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'polymodal' has no attribute {name!r}")
@@ -67,7 +73,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_SUBPACKAGES])
 
 
 if TYPE_CHECKING:  # pragma: no cover
