@@ -32,6 +32,9 @@ class DataSource(Component):
     kind: ClassVar[str] = "data source"
     modality: ClassVar[str] = ""
     config_class: ClassVar[type[DataSourceConfig]] = DataSourceConfig
+    #: Classes of a classification source with balanced classes (or a property reading the config): the default
+    #: :meth:`task` and :meth:`baseline` follow from it.
+    num_classes: ClassVar[int] = 0
 
     def __init__(self, config: DataSourceConfig | dict[str, Any] | None = None) -> None:
         self.config = self.coerce_config(config)
@@ -45,10 +48,20 @@ class DataSource(Component):
         padded with ``-100``)."""
         return torch.stack([torch.as_tensor(t) for t in targets])
 
-    def task(self) -> dict[str, Any]:  # pragma: no cover - abstract
-        """The head config that solves this task, e.g. ``{"type": "classification", "num_classes": 4}``."""
-        raise NotImplementedError
+    def task(self) -> dict[str, Any]:
+        """The head config that solves this task, e.g. ``{"type": "classification", "num_classes": 4}``; by
+        default a classification over :attr:`num_classes` classes."""
+        return {"type": "classification", "num_classes": self._num_classes("task")}
 
-    def baseline(self) -> float:  # pragma: no cover - abstract
-        """Chance level or naive-baseline value of the task's main metric on the test split."""
-        raise NotImplementedError
+    def baseline(self) -> float:
+        """Chance level or naive-baseline value of the task's main metric on the test split; by default the chance
+        level of :attr:`num_classes` balanced classes (override for unbalanced classes or other tasks)."""
+        return 1.0 / self._num_classes("baseline")
+
+    def _num_classes(self, method: str) -> int:
+        n = int(self.num_classes)
+        if n < 1:
+            raise NotImplementedError(
+                f"data source {self.name!r}: set num_classes (a class attribute or property) or override {method}()"
+            )
+        return n

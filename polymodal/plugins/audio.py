@@ -483,6 +483,7 @@ class SyntheticSoundsDataSource(DataSource):
     name: ClassVar[str] = "synthetic_sounds"
     modality: ClassVar[str] = "audio"
     config_class: ClassVar[type[SyntheticSoundsDataSourceConfig]] = SyntheticSoundsDataSourceConfig
+    num_classes: ClassVar[int] = len(SOUND_CLASSES)
 
     def generate(self, num: int, seed: int) -> list[tuple[Tensor, int]]:
         """``num`` clips ``(float32 [samples], class)``, classes balanced, in a seeded random order."""
@@ -508,12 +509,6 @@ class SyntheticSoundsDataSource(DataSource):
             "train": SampleList(self.generate(c.num_train, c.seed)),
             "test": SampleList(self.generate(c.num_test, c.seed + 1_000_003)),
         }
-
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": len(SOUND_CLASSES)}
-
-    def baseline(self) -> float:
-        return 1.0 / len(SOUND_CLASSES)
 
 
 @hookimpl

@@ -486,6 +486,7 @@ class GraphFamiliesDataSource(DataSource):
     name: ClassVar[str] = "graph_families"
     modality: ClassVar[str] = "graph"
     config_class: ClassVar[type[GraphFamiliesDataSourceConfig]] = GraphFamiliesDataSourceConfig
+    num_classes: ClassVar[int] = len(GRAPH_FAMILIES)
 
     def _make(self, count: int, seed: int) -> _Graphs:
         c = self.config
@@ -518,12 +519,6 @@ class GraphFamiliesDataSource(DataSource):
     def tokenizer_config(self) -> dict[str, Any]:
         """The model's tokenizer entry for this data (graphs without node features)."""
         return {"type": "graph", "in_channels": 0}
-
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": len(GRAPH_FAMILIES)}
-
-    def baseline(self) -> float:
-        return 1.0 / len(GRAPH_FAMILIES)
 
 
 @hookimpl

@@ -376,11 +376,9 @@ class MixedPatchesDataSource(DataSource):
             out[split] = TensorDataset(torch.from_numpy(x), torch.from_numpy(labels).long())
         return out
 
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": self.config.num_classes}
-
-    def baseline(self) -> float:
-        return 1.0 / self.config.num_classes
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.config.num_classes
 
 
 @hookimpl

@@ -395,6 +395,7 @@ class DigitsDataSource(DataSource):
     name: ClassVar[str] = "digits"
     modality: ClassVar[str] = "image"
     config_class: ClassVar[type[DigitsDataSourceConfig]] = DigitsDataSourceConfig
+    num_classes: ClassVar[int] = 10
 
     def splits(self) -> dict[str, Dataset]:
         from sklearn.datasets import load_digits
@@ -420,12 +421,6 @@ class DigitsDataSource(DataSource):
             "train": TensorDataset(images[train], labels[train]),
             "test": TensorDataset(images[test], labels[test]),
         }
-
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": 10}
-
-    def baseline(self) -> float:
-        return 0.1
 
 
 @hookimpl

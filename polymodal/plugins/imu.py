@@ -282,6 +282,7 @@ class ActivitiesDataSource(DataSource):
     name: ClassVar[str] = "activities"
     modality: ClassVar[str] = "imu"
     config_class: ClassVar[type[ActivitiesDataSourceConfig]] = ActivitiesDataSourceConfig
+    num_classes: ClassVar[int] = len(ACTIVITIES)
 
     def generate(self, num: int, seed: int) -> list[tuple[Tensor, int]]:
         """``num`` recordings ``(float32 [6, T_i], activity)``, classes balanced, in a seeded random order."""
@@ -341,12 +342,6 @@ class ActivitiesDataSource(DataSource):
             "train": SampleList(self.generate(c.num_train, c.seed)),
             "test": SampleList(self.generate(c.num_test, c.seed + 1_000_003)),
         }
-
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": len(ACTIVITIES)}
-
-    def baseline(self) -> float:
-        return 1.0 / len(ACTIVITIES)
 
 
 @hookimpl

@@ -206,11 +206,9 @@ class ThermalScenesDataSource(DataSource):
             out[split] = TensorDataset(((x - mean) / std).float(), torch.from_numpy(labels).long())
         return out
 
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": self.config.max_objects + 1}
-
-    def baseline(self) -> float:
-        return 1.0 / (self.config.max_objects + 1)
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.config.max_objects + 1
 
 
 @hookimpl

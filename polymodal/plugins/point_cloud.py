@@ -514,6 +514,7 @@ class ShapeCloudsDataSource(DataSource):
     name: ClassVar[str] = "shape_clouds"
     modality: ClassVar[str] = "point_cloud"
     config_class: ClassVar[type[ShapeCloudsDataSourceConfig]] = ShapeCloudsDataSourceConfig
+    num_classes: ClassVar[int] = len(SHAPE_CLASSES)
 
     def _make(self, n: int, seed: int) -> _Clouds:
         c = self.config
@@ -534,12 +535,6 @@ class ShapeCloudsDataSource(DataSource):
     def splits(self) -> dict[str, Dataset]:
         c = self.config
         return {"train": self._make(c.num_train, 2 * c.seed), "test": self._make(c.num_test, 2 * c.seed + 1)}
-
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": len(SHAPE_CLASSES)}
-
-    def baseline(self) -> float:
-        return 1.0 / len(SHAPE_CLASSES)
 
 
 @hookimpl

@@ -497,11 +497,9 @@ class TopicSentencesDataSource(DataSource):
             "test": SampleList(self.generate(c.num_test, c.seed + 1_000_003)),
         }
 
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": self.config.num_topics}
-
-    def baseline(self) -> float:
-        return 1.0 / self.config.num_topics
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.config.num_topics
 
 
 @hookimpl

@@ -482,6 +482,7 @@ class SignalShapesDataSource(DataSource):
     name: ClassVar[str] = "signal_shapes"
     modality: ClassVar[str] = "time_series"
     config_class: ClassVar[type[SignalShapesDataSourceConfig]] = SignalShapesDataSourceConfig
+    num_classes: ClassVar[int] = len(SHAPE_CLASSES)
 
     def generate(self, num: int, seed: int) -> list[tuple[Tensor, int]]:
         c = self.config
@@ -513,12 +514,6 @@ class SignalShapesDataSource(DataSource):
             "train": SampleList(self.generate(c.num_train, c.seed)),
             "test": SampleList(self.generate(c.num_test, c.seed + 1_000_003)),
         }
-
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": len(SHAPE_CLASSES)}
-
-    def baseline(self) -> float:
-        return 1.0 / len(SHAPE_CLASSES)
 
 
 @hookimpl

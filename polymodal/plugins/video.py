@@ -338,11 +338,9 @@ class MovingShapesDataSource(DataSource):
             out[split] = _ClipDataset(torch.from_numpy(clips), torch.from_numpy(labels), c.num_frames)
         return out
 
-    def task(self) -> dict[str, Any]:
-        return {"type": "classification", "num_classes": self.config.num_directions}
-
-    def baseline(self) -> float:
-        return 1.0 / self.config.num_directions
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return self.config.num_directions
 
 
 @hookimpl
