@@ -130,7 +130,14 @@ def _folder_items(
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     paths, labels, classes = [], [], []
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(f for f in sub.rglob("*") if f.is_file() and f.suffix.lower() in exts)
+        files = sorted(
+            f
+            for f in sub.rglob("*")
+            if f.is_file()
+            and f.suffix.lower() in exts
+            # hidden files and folders (.ipynb_checkpoints copies, ._ resource forks) are not samples
+            and not any(part.startswith(".") for part in f.relative_to(sub).parts)
+        )
         if files:
             classes.append(sub.name)
             paths += files

@@ -361,6 +361,27 @@ def test_folder_errors_say_what_is_expected(tmp_path: Path) -> None:
         from_folder(tmp_path / "flat", "tabular", extensions=[".csv"])
 
 
+def test_hidden_files_and_folders_in_class_folders_are_not_samples(tmp_path: Path) -> None:
+    pixels = np.zeros((4, 4), np.uint8)
+    for label in ("a", "b"):
+        (tmp_path / label / "sub").mkdir(parents=True)
+        Image.fromarray(pixels).save(tmp_path / label / "x.png")
+        Image.fromarray(pixels).save(tmp_path / label / "sub" / "y.png")  # nested folders count
+    (tmp_path / "a" / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(pixels).save(tmp_path / "a" / ".ipynb_checkpoints" / "x-checkpoint.png")
+    Image.fromarray(pixels).save(tmp_path / "a" / "._x.png")
+    (tmp_path / ".hidden_class").mkdir()
+    Image.fromarray(pixels).save(tmp_path / ".hidden_class" / "z.png")
+    data = from_folder(tmp_path, "image", tokenizer={"img_size": 16})
+    assert len(data) == 4 and list(data.task.class_names) == ["a", "b"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in map(data.source, range(4))) == [
+        "a/sub/y.png",
+        "a/x.png",
+        "b/sub/y.png",
+        "b/x.png",
+    ]
+
+
 # -- the files data source in a config file -----------------------------------------------------------------------
 @pytest.fixture
 def files_source() -> Iterator[None]:
