@@ -67,24 +67,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-# Input forms of the built-in tokenizers, for the modality table. A plugin states its own as the class attribute
-# ``input_form`` (which takes precedence); these move into the plugins as that attribute.
-_INPUT_FORMS = {
-    "audio": "waveforms `[B, S]` (or a list of `[S_i]`)",
-    "graph": "PyG `Batch`, `Data` or a list of `Data`",
-    "hyperspectral": "cubes `[B, bands, H, W]`",
-    "image": "images `[B, C, H, W]`",
-    "imu": "signals `[B, C, T]` (or a list of `[C, T_i]`)",
-    "infrared": "thermal frames `[B, 1, H, W]`",
-    "point_cloud": "points `[B, P, 3 + C]`",
-    "tabular": "rows `{numeric: [B, n], categorical: [B, k]}`",
-    "text": "strings (or `{input_ids, mask}` from `collate`)",
-    "time_series": "series `[B, C, L]` (or a list of `[C, L_i]`)",
-    "video": "clips `[B, T, C, H, W]`",
-    "xray": "radiographs `[B, 1, H, W]`",
-}
-
-
 def _tokens_per_sample(source_cls: type, samples: int = 8) -> str:
     """Real tokens per sample of a data source's first test samples, with its modality's default tokenizer."""
     import torch
@@ -117,9 +99,7 @@ def modality_table(filter: str = "*") -> str:
     sources = [tables.get("data source", n) for n in tables.list_data_sources()]
     for m in tables.list_modalities(filter):
         toks = [n for n in tables.list_tokenizers() if tables.get("tokenizer", n).modality == m]
-        forms = [
-            getattr(tables.get("tokenizer", n), "input_form", "") or _INPUT_FORMS.get(n, "") for n in toks
-        ]
+        forms = [tables.get("tokenizer", n).input_form for n in toks]
         data = [s for s in sources if s.modality == m]
         tokens = ", ".join(f"`{s.name}`: {_tokens_per_sample(s)}" for s in data)
         lines.append(

@@ -41,6 +41,8 @@ class Tokenizer(Component, nn.Module):
     kind: ClassVar[str] = "tokenizer"
     modality: ClassVar[str] = ""
     config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
+    #: The raw batch form it takes, in a few words (Markdown), for `polymodal list modalities --markdown`.
+    input_form: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

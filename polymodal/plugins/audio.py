@@ -254,6 +254,7 @@ class AudioTokenizer(Tokenizer):
 
     name: ClassVar[str] = "audio"
     config_class: ClassVar[type[AudioTokenizerConfig]] = AudioTokenizerConfig
+    input_form: ClassVar[str] = "waveforms `[B, S]` (or a list of `[S_i]`)"
 
     def __init__(self, config: AudioTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

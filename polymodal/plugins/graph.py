@@ -146,6 +146,7 @@ class GraphTokenizer(Tokenizer):
 
     name: ClassVar[str] = "graph"
     config_class: ClassVar[type[GraphTokenizerConfig]] = GraphTokenizerConfig
+    input_form: ClassVar[str] = "PyG `Batch`, `Data` or a list of `Data`"
 
     def __init__(self, config: GraphTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

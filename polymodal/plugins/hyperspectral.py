@@ -156,6 +156,7 @@ class HyperspectralTokenizer(Tokenizer):
 
     name: ClassVar[str] = "hyperspectral"
     config_class: ClassVar[type[HyperspectralTokenizerConfig]] = HyperspectralTokenizerConfig
+    input_form: ClassVar[str] = "cubes `[B, bands, H, W]`"
 
     def __init__(self, config: HyperspectralTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

@@ -279,6 +279,7 @@ class ImageTokenizer(Tokenizer):
 
     name: ClassVar[str] = "image"
     config_class: ClassVar[type[ImageTokenizerConfig]] = ImageTokenizerConfig
+    input_form: ClassVar[str] = "images `[B, C, H, W]`"
 
     def __init__(self, config: ImageTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

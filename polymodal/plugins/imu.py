@@ -107,6 +107,7 @@ class ImuTokenizer(Tokenizer):
 
     name: ClassVar[str] = "imu"
     config_class: ClassVar[type[ImuTokenizerConfig]] = ImuTokenizerConfig
+    input_form: ClassVar[str] = "signals `[B, C, T]` (or a list of `[C, T_i]`)"
 
     def __init__(self, config: ImuTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

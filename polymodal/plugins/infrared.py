@@ -105,6 +105,7 @@ class InfraredTokenizer(ImageTokenizer):
 
     name: ClassVar[str] = "infrared"
     config_class: ClassVar[type[InfraredTokenizerConfig]] = InfraredTokenizerConfig
+    input_form: ClassVar[str] = "thermal frames `[B, 1, H, W]`"
 
     def to_unit_range(self, x: Tensor, raw: Any = None) -> Tensor:
         """Raw counts, 8-bit values or temperatures of one frame ``[C, H, W]`` -> [0, 1], per image."""

@@ -251,6 +251,7 @@ class PointCloudTokenizer(Tokenizer):
 
     name: ClassVar[str] = "point_cloud"
     config_class: ClassVar[type[PointCloudTokenizerConfig]] = PointCloudTokenizerConfig
+    input_form: ClassVar[str] = "points `[B, P, 3 + C]`"
 
     def __init__(self, config: PointCloudTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

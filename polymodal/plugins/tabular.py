@@ -353,6 +353,7 @@ class TabularTokenizer(Tokenizer):
 
     name: ClassVar[str] = MODALITY
     config_class: ClassVar[type[TabularTokenizerConfig]] = TabularTokenizerConfig
+    input_form: ClassVar[str] = "rows `{numeric: [B, n], categorical: [B, k]}`"
 
     def __init__(self, config: TabularTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

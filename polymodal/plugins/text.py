@@ -135,6 +135,7 @@ class TextTokenizer(Tokenizer):
 
     name: ClassVar[str] = "text"
     config_class: ClassVar[type[TextTokenizerConfig]] = TextTokenizerConfig
+    input_form: ClassVar[str] = "strings (or `{input_ids, mask}` from `collate`)"
 
     def __init__(self, config: TextTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

@@ -175,6 +175,7 @@ class TimeSeriesTokenizer(Tokenizer):
 
     name: ClassVar[str] = "time_series"
     config_class: ClassVar[type[TimeSeriesTokenizerConfig]] = TimeSeriesTokenizerConfig
+    input_form: ClassVar[str] = "series `[B, C, L]` (or a list of `[C, L_i]`)"
 
     def __init__(self, config: TimeSeriesTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

@@ -143,6 +143,7 @@ class VideoTokenizer(Tokenizer):
 
     name: ClassVar[str] = "video"
     config_class: ClassVar[type[VideoTokenizerConfig]] = VideoTokenizerConfig
+    input_form: ClassVar[str] = "clips `[B, T, C, H, W]`"
 
     def __init__(self, config: VideoTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)

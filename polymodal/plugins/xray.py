@@ -125,6 +125,7 @@ class XrayTokenizer(ImageTokenizer):
 
     name: ClassVar[str] = "xray"
     config_class: ClassVar[type[XrayTokenizerConfig]] = XrayTokenizerConfig
+    input_form: ClassVar[str] = "radiographs `[B, 1, H, W]`"
 
     def to_unit_range(self, x: Tensor, raw: Any = None) -> Tensor:
         """Raw pixel data of one radiograph ``[C, H, W]`` -> [0, 1] by the configured window or
