@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 
 import polymodal
-from polymodal.core.encoder import TransformerEncoder
-from polymodal.core.packing import available_backends
+from polymodal.core.encoders import TransformerEncoder
+from polymodal.core.encoders.packing import available_backends
 from polymodal.core.tokens import Tokens
-from polymodal.registry.tables import get
+from polymodal.registry.lookup import get
 
 LENGTHS = {
     "text": 32,

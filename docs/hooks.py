@@ -100,15 +100,15 @@ def schema_table(config_class: type, skip: tuple[str, ...] = ("type",)) -> str:
 
 def config_reference() -> str:
     """The Markdown of every registered component's config, grouped by kind, then ``ModelConfig``."""
-    from polymodal import ModelConfig
+    from polymodal import ModelConfig, registry
     from polymodal.registry import tables
 
     parts = []
     for kind, title in KINDS:
-        names = sorted(tables._names(kind))
+        names = registry.list_names(kind)
         parts.append(f"## {title}\n\n{len(names)} registered: {', '.join(f'`{n}`' for n in names)}.\n")
         for name in names:
-            cls = tables.get(kind, name)
+            cls = registry.get(kind, name)
             doc = (cls.__doc__ or "").strip().splitlines()
             source = tables.SOURCES.get((kind, name), f"{cls.__module__}.{cls.__qualname__}")
             extra = f" · modality `{cls.modality}`" if getattr(cls, "modality", "") else ""

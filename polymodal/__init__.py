@@ -15,18 +15,18 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # building and loading
-    "build_model": "polymodal.core.model",
-    "MultimodalModel": "polymodal.core.model",
-    "from_pretrained": "polymodal.core.checkpoint",
-    "ModelConfig": "polymodal.registry.config",
+    "build_model": "polymodal.model",
+    "MultimodalModel": "polymodal.model",
+    "from_pretrained": "polymodal.model",
+    "ModelConfig": "polymodal.model",
     # registry
-    "register": "polymodal.registry.tables",
-    "get": "polymodal.registry.tables",
-    "list_modalities": "polymodal.registry.tables",
-    "list_tokenizers": "polymodal.registry.tables",
-    "list_encoders": "polymodal.registry.tables",
-    "list_heads": "polymodal.registry.tables",
-    "list_data_sources": "polymodal.registry.tables",
+    "register": "polymodal.registry.lookup",
+    "get": "polymodal.registry.lookup",
+    "list_modalities": "polymodal.registry.lookup",
+    "list_tokenizers": "polymodal.registry.lookup",
+    "list_encoders": "polymodal.registry.lookup",
+    "list_heads": "polymodal.registry.lookup",
+    "list_data_sources": "polymodal.registry.lookup",
     "list_plugins": "polymodal.registry.plugins",
     "load_plugin": "polymodal.registry.plugins",
     "hookimpl": "polymodal.registry.hookspecs",
@@ -36,12 +36,12 @@ _EXPORTS = {
     "Tokens": "polymodal.core.tokens",
     "Tokenizer": "polymodal.core.tokenizer",
     "TokenizerConfig": "polymodal.core.tokenizer",
-    "Encoder": "polymodal.core.encoder",
-    "EncoderConfig": "polymodal.core.encoder",
+    "Encoder": "polymodal.core.encoders",
+    "EncoderConfig": "polymodal.core.encoders",
     "Head": "polymodal.core.heads",
     "HeadConfig": "polymodal.core.heads",
-    "DataSource": "polymodal.core.data",
-    "DataSourceConfig": "polymodal.core.data",
+    "DataSource": "polymodal.core.source",
+    "DataSourceConfig": "polymodal.core.source",
     "ModalityInputError": "polymodal.core.component",
     # your own data and fine-tuning (polymodal.evaluate evaluates a model object; the CLI's config-file evaluation
     # is polymodal.train.evaluate)
@@ -77,20 +77,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from polymodal.core.checkpoint import from_pretrained
     from polymodal.core.component import ModalityInputError
-    from polymodal.core.data import DataSource, DataSourceConfig
-    from polymodal.core.encoder import Encoder, EncoderConfig
+    from polymodal.core.encoders import Encoder, EncoderConfig
     from polymodal.core.heads import Head, HeadConfig
-    from polymodal.core.model import MultimodalModel, build_model
+    from polymodal.core.source import DataSource, DataSourceConfig
     from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
     from polymodal.core.tokens import Tokens
     from polymodal.data import ArrayDataset, FileDataset, stratified_split, summarize
-    from polymodal.registry.config import ModelConfig
+    from polymodal.model import ModelConfig, MultimodalModel, build_model, from_pretrained
     from polymodal.registry.errors import DuplicateNameError, UnknownNameError
     from polymodal.registry.hookspecs import hookimpl
-    from polymodal.registry.plugins import list_plugins, load_plugin
-    from polymodal.registry.tables import (
+    from polymodal.registry.lookup import (
         get,
         list_data_sources,
         list_encoders,
@@ -99,4 +96,5 @@ if TYPE_CHECKING:  # pragma: no cover
         list_tokenizers,
         register,
     )
+    from polymodal.registry.plugins import list_plugins, load_plugin
     from polymodal.train.fit import FitResult, evaluate, fit

@@ -27,7 +27,8 @@ KINDS = {
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from polymodal.registry import plugins, tables
+    from polymodal import registry
+    from polymodal.registry import plugins
 
     what = args.what
     pattern = args.filter
@@ -52,16 +53,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
         return 0
     if what == "modalities":
         rows = [("modality", "tokenizers", "data sources")]
-        sources = [tables.get("data source", n) for n in tables.list_data_sources()]
-        for m in tables.list_modalities(pattern):
-            toks = [n for n in tables.list_tokenizers() if tables.get("tokenizer", n).modality == m]
+        sources = [registry.get("data source", n) for n in registry.list_data_sources()]
+        for m in registry.list_modalities(pattern):
+            toks = [n for n in registry.list_tokenizers() if registry.get("tokenizer", n).modality == m]
             data = [s.name for s in sources if s.modality == m]
             rows.append((m, ", ".join(toks), ", ".join(data)))
         _table(rows)
         return 0
     kind = KINDS[what]
-    for name in tables._filter(tables._names(kind), pattern, ()):
-        cls = tables.get(kind, name)
+    for name in registry.list_names(kind, pattern):
+        cls = registry.get(kind, name)
         doc = (cls.__doc__ or "").strip().splitlines()
         print(f"{name:<24} {doc[0] if doc else ''}")
     return 0
@@ -71,14 +72,14 @@ def _tokens_per_sample(source_cls: type, samples: int = 8) -> str:
     """Real tokens per sample of a data source's first test samples, with its modality's default tokenizer."""
     import torch
 
-    from polymodal.registry import tables
+    from polymodal import registry
 
     try:
         source = source_cls.from_config(num_train=samples, num_test=samples)
     except ValueError:  # a source with fixed sizes
         source = source_cls.from_config()
     data = source.splits()["test"]
-    tokenizer = tables.get("tokenizer", source_cls.modality).from_config(embed_dim=8)
+    tokenizer = registry.get("tokenizer", source_cls.modality).from_config(embed_dim=8)
     batch = tokenizer.collate([data[i][0] for i in range(min(samples, len(data)))])
     with torch.no_grad():
         lengths = tokenizer(batch).lengths.tolist()
@@ -90,16 +91,16 @@ def modality_table(filter: str = "*") -> str:
     """The Markdown table of registered modalities: tokenizer, input form, and each data source with the real
     tokens per sample of its first test samples under the default tokenizer config (what `list modalities
     --markdown` prints; the README's table is its output with only the built-in plugins loaded)."""
-    from polymodal.registry import tables
+    from polymodal import registry
 
     lines = [
         "| modality | tokenizer | input | data source: tokens per sample |",
         "|---|---|---|---|",
     ]
-    sources = [tables.get("data source", n) for n in tables.list_data_sources()]
-    for m in tables.list_modalities(filter):
-        toks = [n for n in tables.list_tokenizers() if tables.get("tokenizer", n).modality == m]
-        forms = [tables.get("tokenizer", n).input_form for n in toks]
+    sources = [registry.get("data source", n) for n in registry.list_data_sources()]
+    for m in registry.list_modalities(filter):
+        toks = [n for n in registry.list_tokenizers() if registry.get("tokenizer", n).modality == m]
+        forms = [registry.get("tokenizer", n).input_form for n in toks]
         data = [s for s in sources if s.modality == m]
         tokens = ", ".join(f"`{s.name}`: {_tokens_per_sample(s)}" for s in data)
         lines.append(
@@ -109,13 +110,13 @@ def modality_table(filter: str = "*") -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from polymodal.registry import tables
+    from polymodal import registry
     from polymodal.registry.errors import UnknownNameError
 
     kinds = [KINDS[args.kind]] if args.kind else ["tokenizer", "encoder", "head", "data source"]
-    found = [(kind, tables.get(kind, args.name)) for kind in kinds if args.name in tables._names(kind)]
+    found = [(kind, registry.get(kind, args.name)) for kind in kinds if args.name in registry.list_names(kind)]
     if not found:
-        every = {n for kind in kinds for n in tables._names(kind)}
+        every = {n for kind in kinds for n in registry.list_names(kind)}
         label = kinds[0] if len(kinds) == 1 else "component"
         print(f"polymodal: {UnknownNameError(label, args.name, every)}", file=sys.stderr)
         return 2

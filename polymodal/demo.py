@@ -180,10 +180,10 @@ def demo_streams(modalities: Sequence[str] | None = None) -> dict[str, DemoStrea
     A requested modality without an entry in :data:`DEMO_STREAMS` (a third-party plugin's) uses its first data
     source and its tokenizer's defaults.
     """
-    from polymodal.registry import tables
+    from polymodal import registry
 
-    sources = {n: tables.get("data source", n) for n in tables.list_data_sources()}
-    registered = set(tables.list_modalities())
+    sources = {n: registry.get("data source", n) for n in registry.list_data_sources()}
+    registered = set(registry.list_modalities())
     if modalities is None:
         return {m: s for m, s in DEMO_STREAMS.items() if m in registered}
     out = {}
@@ -206,10 +206,10 @@ def demo_streams(modalities: Sequence[str] | None = None) -> dict[str, DemoStrea
 
 def _source_spec(stream: DemoStream, preset: DemoPreset) -> dict[str, Any]:
     """The stream's data-source config, with the preset's sample counts where the stream sets none."""
-    from polymodal.registry import tables
+    from polymodal import registry
 
     spec = {"type": stream.source} if isinstance(stream.source, str) else dict(stream.source)
-    fields = tables.get("data source", spec["type"]).config_class.model_fields
+    fields = registry.get("data source", spec["type"]).config_class.model_fields
     if "num_train" in fields:
         spec.setdefault("num_train", preset.num_train)
     if "num_test" in fields:
@@ -228,7 +228,7 @@ def demo_config(
     """The mmengine config of a demo run: no checkpoints, no validation during training, the test splits at the
     end; mmengine's logs go to ``out/run``, files that tokenizers are fitted with (a vocabulary) to ``out/model``.
     ``amp``: bf16 autocast (CUDA)."""
-    from polymodal.train.data import build_source
+    from polymodal.train.multitask import build_source
 
     tokenizers, data_streams, heads = {}, {}, {}
     largest = 1
@@ -463,8 +463,8 @@ def _train_one(
     label: str,
     log: Callable[[str], None],
 ) -> DemoResult:
-    from polymodal.train.data import build_source
     from polymodal.train.fit import _close_logger, _FitRunner
+    from polymodal.train.multitask import build_source
     from polymodal.train.serialization import safe_checkpoint_globals
 
     cfg = demo_config(streams, preset, frozen=frozen, amp=device.startswith("cuda"), out=out)

@@ -19,7 +19,7 @@ import torch
 
 from polymodal.core.component import ModalityInputError
 from polymodal.core.tokens import Tokens
-from polymodal.registry.tables import get
+from polymodal.registry.lookup import get
 
 __all__ = ["check_data_source", "check_tokenizer"]
 

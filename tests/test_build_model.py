@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 import polymodal
 from polymodal.core.component import ModalityInputError
-from polymodal.registry.config import ModelConfig
+from polymodal.model.config import ModelConfig
 
 SMALL = {"type": "vit", "embed_dim": 32, "depth": 2, "num_heads": 2}
 HEADS = {"image": {"type": "classification", "num_classes": 10}}

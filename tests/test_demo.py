@@ -23,7 +23,7 @@ from polymodal.demo import (
     run_demo,
     select_device,
 )
-from polymodal.train.data import build_source
+from polymodal.train.multitask import build_source
 
 BUILTINS = [
     "text",

@@ -6,7 +6,7 @@ same path as any third-party plugin.
 
 from __future__ import annotations
 
-from polymodal.core.encoder import ENCODER_CLASSES
+from polymodal.core.encoders import ENCODER_CLASSES
 from polymodal.core.heads import HEAD_CLASSES
 from polymodal.registry.hookspecs import hookimpl
 

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from polymodal.core.component import ModalityInputError
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, describe
 from polymodal.registry.config import resolve_config
-from polymodal.registry.tables import get
+from polymodal.registry.lookup import get
 
 __all__ = [
     "ArrayDataset",

@@ -12,7 +12,7 @@ A config file trains on a folder of class sub-folders or on a table with a strea
 the rows of ``table`` (:func:`~polymodal.data.from_table`), and for ``"test"`` those of ``val_root`` /
 ``val_table`` when given, else a stratified ``val_fraction`` of them (:func:`~polymodal.data.stratified_split`).
 The data source's tokenizer config (``tokenizer``, default the modality's defaults) must be the model's tokenizer
-of that input (apart from ``embed_dim``); :class:`~polymodal.train.data.MultiTaskDataset` checks it.
+of that input (apart from ``embed_dim``); :class:`~polymodal.train.multitask.MultiTaskDataset` checks it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.data.builders import from_folder, from_table
 from polymodal.data.dataset import SampleDataset
 from polymodal.data.split import stratified_split

@@ -34,7 +34,7 @@ from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, describe
 from polymodal.core.tokens import Tokens
 from polymodal.registry.hookspecs import hookimpl

@@ -46,7 +46,7 @@ from timm.layers import trunc_normal_
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
 from polymodal.core.tokens import Tokens
 from polymodal.plugins.image import embed_tubelets, resample_pos_embed_2d

@@ -31,7 +31,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.plugins.image import ImageTokenizer, ImageTokenizerConfig, minmax_scale, percentile_scale
 from polymodal.registry.hookspecs import hookimpl
 

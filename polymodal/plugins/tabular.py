@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from polymodal.core.component import ModalityInputError
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
 from polymodal.core.tokens import Tokens
 from polymodal.registry.hookspecs import hookimpl

@@ -40,7 +40,7 @@ from timm.layers import resample_patch_embed, trunc_normal_
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, check_tensor, describe
 from polymodal.core.tokens import Tokens
 from polymodal.plugins.image import (

@@ -32,7 +32,7 @@ from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.plugins.image import ImageTokenizer, ImageTokenizerConfig, percentile_scale, window_scale
 from polymodal.registry.hookspecs import hookimpl
 

@@ -7,21 +7,18 @@ from polymodal.registry.errors import (
     UnknownNameError,
 )
 from polymodal.registry.hookspecs import ENTRY_POINT_GROUP, hookimpl
-from polymodal.registry.plugins import PluginInfo, ensure_plugins_loaded, list_plugins, load_plugin
-from polymodal.registry.tables import (
-    DATA_SOURCES,
-    ENCODERS,
-    HEADS,
-    MODELS,
-    TOKENIZERS,
+from polymodal.registry.lookup import (
     get,
     list_data_sources,
     list_encoders,
     list_heads,
     list_modalities,
+    list_names,
     list_tokenizers,
     register,
 )
+from polymodal.registry.plugins import PluginInfo, ensure_plugins_loaded, list_plugins, load_plugin
+from polymodal.registry.tables import DATA_SOURCES, ENCODERS, HEADS, MODELS, TOKENIZERS
 
 __all__ = [
     "DATA_SOURCES",
@@ -42,6 +39,7 @@ __all__ = [
     "list_encoders",
     "list_heads",
     "list_modalities",
+    "list_names",
     "list_plugins",
     "list_tokenizers",
     "load_plugin",

@@ -1,4 +1,4 @@
-"""Pydantic configs of whole models, resolved against the registry at validation time.
+"""Component configs resolved against the registry at validation time (names, dicts or config objects).
 
 A component entry is a registry name (``"vit_tiny"``) or a dict with ``type`` and that component's fields. The
 ``type`` is looked up when the config is validated, so a plugin installed later is accepted, and a nested
@@ -9,27 +9,22 @@ through JSON.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
     SerializeAsAny,
     ValidatorFunctionWrapHandler,
     WrapValidator,
-    model_validator,
 )
 
 from polymodal.core.component import ComponentConfig
-from polymodal.core.encoder import EncoderConfig
+from polymodal.core.encoders import EncoderConfig
 from polymodal.core.heads import HeadConfig
 from polymodal.core.tokenizer import TokenizerConfig
 from polymodal.registry.errors import UnknownNameError
-from polymodal.registry.tables import get
+from polymodal.registry.lookup import get
 
-__all__ = ["EncoderSpec", "HeadSpec", "ModelConfig", "TokenizerSpec", "resolve_config"]
+__all__ = ["EncoderSpec", "HeadSpec", "TokenizerSpec", "resolve_config"]
 
 
 def resolve_config(kind: str, value: Any) -> ComponentConfig:
@@ -64,70 +59,3 @@ def _resolver(kind: str) -> Callable[[Any, ValidatorFunctionWrapHandler], Compon
 TokenizerSpec = Annotated[SerializeAsAny[TokenizerConfig], WrapValidator(_resolver("tokenizer"))]
 EncoderSpec = Annotated[SerializeAsAny[EncoderConfig], WrapValidator(_resolver("encoder"))]
 HeadSpec = Annotated[SerializeAsAny[HeadConfig], WrapValidator(_resolver("head"))]
-
-
-class ModelConfig(BaseModel):
-    """A whole model: one shared encoder, one tokenizer per input, one head per task.
-
-    ``tokenizers`` maps an input key (usually the modality name) to a tokenizer; ``heads`` maps a task name to a
-    head, which reads the tokens of ``head.modality`` (default: the task's own key). Widths (``embed_dim``) of
-    tokenizers and heads are taken from the encoder unless set, in which case they must match.
-    """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=False, protected_namespaces=())
-
-    encoder: EncoderSpec = Field(default_factory=lambda: resolve_config("encoder", "vit_base"))  # type: ignore[assignment]
-    tokenizers: dict[str, TokenizerSpec] = Field(..., min_length=1, description="Input key -> tokenizer.")
-    heads: dict[str, HeadSpec] = Field(default_factory=dict, description="Task name -> head.")
-    cls_token: bool = Field(True, description="Prepend a learned [CLS] token per input.")
-    modality_embedding: bool = Field(True, description="Add a learned embedding that tells inputs apart.")
-    fusion: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="Early fusion: fused input key -> the inputs (two or more) whose token sequences are "
-        "concatenated, in this order, into one sequence before the encoder; heads read the fused key.",
-    )
-
-    @model_validator(mode="after")
-    def _wire(self) -> ModelConfig:
-        width = self.encoder.embed_dim
-        for section, entries in (("tokenizers", self.tokenizers), ("heads", self.heads)):
-            for key, cfg in entries.items():
-                if "embed_dim" not in cfg.model_fields_set:
-                    cfg.embed_dim = width
-                elif cfg.embed_dim != width:
-                    raise ValueError(
-                        f"{section}.{key}.embed_dim is {cfg.embed_dim} but the encoder "
-                        f"{self.encoder.type!r} has width {width}; leave it unset to follow the encoder"
-                    )
-        for key, members in self.fusion.items():
-            if key in self.tokenizers or len(members) < 2 or len(set(members)) != len(members):
-                raise ValueError(
-                    f"fusion.{key}: expected a new key fusing two or more distinct inputs, got {members}"
-                )
-            unknown = sorted(set(members) - set(self.tokenizers))
-            if unknown:
-                raise ValueError(f"fusion.{key}: inputs {unknown} have no tokenizer")
-        for task, head in self.heads.items():
-            source = head.modality or task
-            if source not in self.tokenizers and source not in self.fusion:
-                raise ValueError(
-                    f"heads.{task} reads input {source!r}, which has no tokenizer; inputs: "
-                    f"{', '.join(sorted(self.tokenizers))} (set the head's 'modality')"
-                )
-        return self
-
-    def input_of(self, task: str) -> str:
-        """The input key a task's head reads."""
-        return self.heads[task].modality or task
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ModelConfig:
-        """Read a model config from an mmengine config file (``.py``/``.json``/``.yaml``), its ``model`` section
-        if it has one; a ``type`` key naming the model class is ignored."""
-        from mmengine.config import Config
-
-        cfg = Config.fromfile(str(path)).to_dict()
-        model = dict(cfg.get("model", cfg))
-        model.pop("type", None)
-        model.pop("data_preprocessor", None)
-        return cls.model_validate(model)

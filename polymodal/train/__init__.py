@@ -12,10 +12,10 @@ model object on dataset objects in Python (``polymodal.fit``), and ``polymodal.e
 from __future__ import annotations
 
 from polymodal.train.collate import Example, Stream, TokenizerCollate, multitask_collate
-from polymodal.train.data import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
 from polymodal.train.fit import FitResult, fit
 from polymodal.train.hooks import AtomicCheckpointHook, MetricsJsonHook, RngStateHook
 from polymodal.train.metrics import METRIC_FUNCTIONS, MultiTaskMetric, compute_task_metrics, register_metric
+from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
 from polymodal.train.optim import PolymodalOptimWrapperConstructor, layer_lr_scales, param_groups
 from polymodal.train.runner import (
     PolymodalDistributedDataParallel,

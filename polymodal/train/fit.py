@@ -9,7 +9,7 @@
 
 ``fit`` checks that the model can take the data (a tokenizer of the dataset's modality and config, and a head whose
 type and size solve the dataset's task), prints a summary of the data (:func:`polymodal.data.summarize`), and
-trains with mmengine's ``Runner`` over a :class:`~polymodal.train.data.MultiTaskDataset` of dataset streams:
+trains with mmengine's ``Runner`` over a :class:`~polymodal.train.multitask.MultiTaskDataset` of dataset streams:
 progress through mmengine's logger, validation after every epoch, the best checkpoint kept
 (:class:`~polymodal.train.hooks.AtomicCheckpointHook` with ``save_best``), optional early stopping (mmengine's
 ``EarlyStoppingHook``) on the main validation metric, and the best weights loaded back into the model at the end.
@@ -33,10 +33,10 @@ import torch
 from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader, Dataset
 
-from polymodal.core.model import MultimodalModel
+from polymodal.model.multimodal import MultimodalModel
 from polymodal.train.collate import multitask_collate
-from polymodal.train.data import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler
 from polymodal.train.metrics import MultiTaskMetric
+from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler
 from polymodal.train.runner import PolymodalRunner, _unwrap
 from polymodal.train.serialization import safe_checkpoint_globals
 

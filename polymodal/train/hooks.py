@@ -30,7 +30,7 @@ from mmengine.fileio import LocalBackend, register_backend
 from mmengine.fileio.backends import backends as _registered_backends
 from mmengine.hooks import CheckpointHook, Hook
 
-from polymodal.core.checkpoint import atomic_write
+from polymodal.model.checkpoint import atomic_write
 from polymodal.train.registry import HOOKS
 
 __all__ = ["ATOMIC_BACKEND", "AtomicCheckpointHook", "AtomicLocalBackend", "MetricsJsonHook", "RngStateHook"]

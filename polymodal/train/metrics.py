@@ -176,7 +176,7 @@ def compute_task_metrics(
 
 @METRICS.register_module()
 class MultiTaskMetric(BaseMetric):
-    """mmengine metric over every task of a :class:`~polymodal.core.model.MultimodalModel`: ``"<task>/<metric>"``.
+    """mmengine metric over every task of a :class:`~polymodal.model.multimodal.MultimodalModel`: ``"<task>/<metric>"``.
 
     Args:
         tasks: report only these tasks (default: every task the batches had).

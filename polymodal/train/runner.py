@@ -96,7 +96,7 @@ def component_wrap_policy(module: torch.nn.Module, recurse: bool, nonwrapped_num
     ``model_wrapper=dict(auto_wrap_policy=dict(type="polymodal.component_wrap_policy"), use_orig_params=True)``
     in the ``strategy`` (see ``configs/multimodal_small_fsdp.py``).
     """
-    from polymodal.core.encoder import Encoder
+    from polymodal.core.encoders import Encoder
     from polymodal.core.heads import Head
     from polymodal.core.tokenizer import Tokenizer
 

@@ -8,7 +8,7 @@ import pytest
 from torch.utils.data import Dataset
 
 import polymodal
-from polymodal.core.data import DataSource
+from polymodal.core.source import DataSource
 
 
 class _Balanced(DataSource):

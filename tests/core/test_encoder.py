@@ -10,7 +10,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 import polymodal
-from polymodal.core.encoder import (
+from polymodal.core.encoders import (
     TransformerEncoder,
     VitBaseEncoder,
     VitLargeEncoder,
@@ -110,7 +110,7 @@ def test_gradients_match_running_each_sequence_alone() -> None:
 
 
 def test_grad_checkpointing_gives_equal_outputs_and_gradients(monkeypatch: pytest.MonkeyPatch) -> None:
-    import polymodal.core.encoder as module
+    import polymodal.core.encoders.vit as module
 
     calls = []
     original = module.checkpoint

@@ -15,9 +15,9 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 import polymodal
-from polymodal.core.model import MultimodalDataPreprocessor
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
 from polymodal.core.tokens import Tokens
+from polymodal.model.multimodal import MultimodalDataPreprocessor
 from polymodal.registry.tables import unregister
 
 SMALL = {"type": "vit", "embed_dim": 32, "depth": 2, "num_heads": 2}

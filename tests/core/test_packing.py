@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.models.vision_transformer import Block
 
-from polymodal.core.packing import (
+from polymodal.core.encoders.packing import (
     drop_path_packed,
     pack,
     packed_block_forward,
@@ -157,7 +157,7 @@ def test_packed_block_forward_equals_block_on_each_sequence(qk_norm: bool) -> No
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_varlen_kernels_match_sdpa_on_cuda() -> None:  # pragma: no cover - GPU only
-    from polymodal.core.packing import available_backends
+    from polymodal.core.encoders.packing import available_backends
 
     t = _tokens(5, 70, 1, [70, 3, 33, 70, 9]).to("cuda")
     _, layout = pack([t])

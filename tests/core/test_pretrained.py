@@ -15,8 +15,8 @@ from safetensors.torch import save_file
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import Tensor, nn
 
-from polymodal.core.encoder import TransformerEncoder
-from polymodal.core.pretrained import PretrainedLoadError, detect_layout, read_checkpoint
+from polymodal.core.encoders import TransformerEncoder
+from polymodal.core.encoders.pretrained import PretrainedLoadError, detect_layout, read_checkpoint
 from polymodal.core.tokens import Tokens
 
 D, DEPTH, HEADS = 32, 2, 4

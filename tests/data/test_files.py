@@ -23,7 +23,7 @@ from polymodal.data.builders import from_folder, from_smiles, from_table
 from polymodal.data.dataset import SampleDataset
 from polymodal.data.readers import read_imu
 from polymodal.plugins._sequence import resample
-from polymodal.train.data import MultiTaskDataset
+from polymodal.train.multitask import MultiTaskDataset
 
 from .test_arrays import ENCODER
 from .test_arrays import MODALITIES as ALL_MODALITIES
@@ -425,7 +425,7 @@ def test_cli_trains_a_config_on_a_folder_of_images(
     metrics = json.loads((tmp_path / "work" / "metrics.json").read_text())["last_val"]
     assert metrics["epoch"] == 1 and 0.0 <= metrics["image/accuracy"] <= 1.0
     assert (tmp_path / "work" / "pretrained" / "model.safetensors").is_file()
-    source = polymodal.registry.tables.get("data source", "files").from_config(
+    source = polymodal.get("data source", "files").from_config(
         {
             "modality": "image",
             "root": str(tmp_path / "pics"),

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from polymodal import registry
 from polymodal.cli import build_parser
-from polymodal.registry import tables
 
 pytest.importorskip(
     "mkdocs", reason="mkdocs is not installed (the 'docs' extra: pip install 'polymodal[docs]')"
@@ -64,7 +64,7 @@ def test_config_reference_lists_every_registered_component(site: Path) -> None:
     text = page(site, "configs.html")
     headings = set(re.findall(r"<h3 id=\"[^\"]*\"><code>([a-z0-9_]+)</code>", text))
     for kind in KINDS:
-        names = set(tables._names(kind))
+        names = set(registry.list_names(kind))
         assert names and names <= headings, f"{kind}: missing from configs.html: {sorted(names - headings)}"
     assert "ModelConfig" in text
     # a field of a config, with its type, default, constraint and description, from the JSON schema

@@ -12,6 +12,7 @@ import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.model.config import ModelConfig
 from polymodal.plugins.tabular import (
     MISSING_INDEX,
     UNKNOWN_INDEX,
@@ -21,7 +22,6 @@ from polymodal.plugins.tabular import (
     WineDataSource,
     category_key,
 )
-from polymodal.registry.config import ModelConfig
 from polymodal.testing import check_data_source, check_tokenizer
 
 

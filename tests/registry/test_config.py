@@ -10,9 +10,10 @@ from pydantic import ValidationError
 
 import polymodal
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
+from polymodal.model.config import ModelConfig
 from polymodal.plugins.image import ImageTokenizerConfig
 from polymodal.registry import tables
-from polymodal.registry.config import ModelConfig, resolve_config
+from polymodal.registry.config import resolve_config
 
 BASE = {
     "encoder": "vit_tiny",

@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
-from polymodal.core.checkpoint import atomic_write
+from polymodal.model.checkpoint import atomic_write
 from polymodal.train.hooks import AtomicLocalBackend, rng_state, set_rng_state
 from polymodal.train.serialization import load_checkpoint_file, safe_checkpoint_globals
 

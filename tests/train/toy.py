@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.data import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor
 from polymodal.core.tokens import Tokens
 

@@ -18,20 +18,24 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from polymodal.model.config import ModelConfig
+
 if TYPE_CHECKING:
-    from polymodal.core.model import MultimodalModel
+    from torch import nn
+
+    M = TypeVar("M", bound=nn.Module)
 
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "atomic_write",
-    "from_pretrained",
+    "load_pretrained",
     "save_pretrained",
     "select_modalities",
 ]
@@ -80,7 +84,7 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def save_pretrained(model: MultimodalModel, directory: str | Path) -> Path:
+def save_pretrained(model: Any, directory: str | Path) -> Path:
     """Write ``config.json`` and ``model.safetensors`` of ``model`` into ``directory``; return the folder."""
     directory = Path(directory)
     text = model.config_json()
@@ -117,16 +121,19 @@ def select_modalities(config: dict[str, Any], modalities: Sequence[str]) -> dict
     return out
 
 
-def from_pretrained(
+def load_pretrained(
+    model_class: Callable[[ModelConfig], M],
     directory: str | Path,
     modalities: Sequence[str] | None = None,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
-) -> MultimodalModel:
-    """Rebuild a model saved with ``save_pretrained`` (local files, no network).
+) -> M:
+    """Rebuild a model saved with ``save_pretrained`` (local files, no network): ``model_class(config)``, then its
+    weights.
 
     Args:
+        model_class: builds the model from its :class:`~polymodal.model.config.ModelConfig`.
         directory: the folder holding ``config.json`` and ``model.safetensors``.
         modalities: keep only these inputs (and the heads and fusion groups that read only them); only their
             weights are read from the file.
@@ -135,9 +142,6 @@ def from_pretrained(
 
     The model is returned in eval mode.
     """
-    from polymodal.core.model import MultimodalModel
-    from polymodal.registry.config import ModelConfig
-
     directory = Path(directory)
     for name in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / name).is_file():
@@ -152,7 +156,7 @@ def from_pretrained(
     if isinstance(data.get("encoder"), dict) and data["encoder"].get("pretrained"):
         # The saved weights supersede the encoder's original checkpoint, which may no longer exist.
         data["encoder"]["pretrained"] = None
-    model = MultimodalModel(ModelConfig.model_validate(data))
+    model = model_class(ModelConfig.model_validate(data))
     wanted = model.state_dict()
     with safe_open(str(directory / WEIGHTS_NAME), framework="pt", device="cpu") as f:
         saved_hash = (f.metadata() or {}).get(_CONFIG_HASH_KEY)

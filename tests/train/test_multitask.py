@@ -11,10 +11,10 @@ from pydantic import ValidationError
 from torch.utils.data import DataLoader
 
 from polymodal.registry.errors import UnknownNameError
-from polymodal.registry.tables import get
-from polymodal.train import data as data_module
+from polymodal.registry.lookup import get
+from polymodal.train import multitask as data_module
 from polymodal.train.collate import Example, TokenizerCollate, multitask_collate
-from polymodal.train.data import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler
+from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler
 
 DIGITS = {"type": "digits", "image_size": 16, "num_train": 40, "num_test": 20}
 

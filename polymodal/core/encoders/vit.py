@@ -2,11 +2,11 @@
 
 Follows ViT (arXiv 2010.11929) and Meta-Transformer (arXiv 2307.10802): pre-norm multi-head self-attention +
 MLP blocks, here timm's ``Block`` (so timm, Meta-Transformer and OpenCLIP weights load, see
-:mod:`polymodal.core.pretrained`). Input: a list of :class:`Tokens` (one per input of the step), each
+:mod:`polymodal.core.encoders.pretrained`). Input: a list of :class:`Tokens` (one per input of the step), each
 ``[B_m, N_m, D]`` with a mask; output: the same list, encoded, with the same masks, ``meta`` and ``prefix``, and
 zeros at padded positions.
 
-The forward is *packed* (:mod:`polymodal.core.packing`): the real tokens of every sequence of every input form
+The forward is *packed* (:mod:`polymodal.core.encoders.packing`): the real tokens of every sequence of every input form
 one stream ``[T, D]``; each block runs once over it, with attention restricted to each sequence. No FLOPs go to
 padding, attention never crosses sequences, and padding never changes a sequence's result.
 """
@@ -25,19 +25,17 @@ from timm.models.vision_transformer import Block, init_weights_vit_timm
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from polymodal.core.component import Component, ComponentConfig
-from polymodal.core.packing import AttentionBackend, PackedLayout, pack, packed_block_forward, unpack
+from polymodal.core.encoders.base import Encoder, EncoderConfig
+from polymodal.core.encoders.packing import AttentionBackend, PackedLayout, pack, packed_block_forward, unpack
 from polymodal.core.tokens import Tokens
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from polymodal.core.pretrained import LoadReport
+    from polymodal.core.encoders.pretrained import LoadReport
 
 __all__ = [
     "ENCODER_CLASSES",
-    "Encoder",
-    "EncoderConfig",
     "TransformerEncoder",
     "TransformerEncoderConfig",
     "VitBaseEncoder",
@@ -45,30 +43,6 @@ __all__ = [
     "VitSmallEncoder",
     "VitTinyEncoder",
 ]
-
-
-class EncoderConfig(ComponentConfig):
-    """Fields every encoder has."""
-
-    embed_dim: int = Field(768, gt=0, description="Token width D (every tokenizer and head uses it).")
-
-
-class Encoder(Component, nn.Module):
-    """Base class of shared encoders: ``forward(list[Tokens]) -> list[Tokens]`` (same order, same masks)."""
-
-    kind: ClassVar[str] = "encoder"
-    config_class: ClassVar[type[EncoderConfig]] = EncoderConfig
-
-    def __init__(self, config: EncoderConfig | dict[str, Any] | None = None) -> None:
-        nn.Module.__init__(self)
-        self.config = self.coerce_config(config)
-
-    @property
-    def embed_dim(self) -> int:
-        return self.config.embed_dim
-
-    def forward(self, tokens: Sequence[Tokens]) -> list[Tokens]:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 class TransformerEncoderConfig(EncoderConfig):
@@ -205,7 +179,7 @@ class TransformerEncoder(Encoder):
         return [t.replace(embeddings=e.to(t.embeddings.dtype)) for t, e in zip(tokens, encoded)]
 
     def encode_packed(self, x: Tensor, layout: PackedLayout) -> Tensor:
-        """Run the blocks over a packed stream ``[T, D]`` (see :func:`polymodal.core.packing.pack`)."""
+        """Run the blocks over a packed stream ``[T, D]`` (see :func:`polymodal.core.encoders.packing.pack`)."""
         backend = self.config.attention_backend
         x = self.norm_pre(x)
         recompute = self.config.grad_checkpointing and torch.is_grad_enabled()
@@ -281,10 +255,10 @@ class TransformerEncoder(Encoder):
 
         Everything is validated before anything is copied: unexpected keys, shape mismatches and (with
         ``strict``, default ``config.pretrained_strict``) missing keys raise one
-        :class:`~polymodal.core.pretrained.PretrainedLoadError` naming them, and nothing is loaded. Returns the
+        :class:`~polymodal.core.encoders.pretrained.PretrainedLoadError` naming them, and nothing is loaded. Returns the
         report (loaded, ignored, missing keys).
         """
-        from polymodal.core.pretrained import load_encoder_weights
+        from polymodal.core.encoders.pretrained import load_encoder_weights
 
         return load_encoder_weights(
             self, path, strict=self.config.pretrained_strict if strict is None else strict

@@ -42,9 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
-from polymodal.core.data import DataSource
+from polymodal.core.source import DataSource
 from polymodal.registry.config import resolve_config
-from polymodal.registry.tables import get
+from polymodal.registry.lookup import get
 from polymodal.train.collate import Example, Stream, TokenizerCollate
 from polymodal.train.registry import DATA_SAMPLERS, DATASETS
 

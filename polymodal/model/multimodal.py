@@ -23,10 +23,12 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
 from polymodal.core.tokens import Tokens
-from polymodal.registry.config import ModelConfig
-from polymodal.registry.tables import MODELS, get
+from polymodal.model.checkpoint import load_pretrained, save_pretrained
+from polymodal.model.config import ModelConfig
+from polymodal.registry.lookup import get
+from polymodal.registry.tables import MODELS
 
-__all__ = ["MultimodalDataPreprocessor", "MultimodalModel", "build_model"]
+__all__ = ["MultimodalDataPreprocessor", "MultimodalModel", "build_model", "from_pretrained"]
 
 
 @MODELS.register_module()
@@ -265,8 +267,6 @@ class MultimodalModel(BaseModel):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically)."""
-        from polymodal.core.checkpoint import save_pretrained
-
         return save_pretrained(self, directory)
 
     @classmethod
@@ -274,9 +274,7 @@ class MultimodalModel(BaseModel):
         cls, directory: str | Path, modalities: Sequence[str] | None = None, **kwargs: Any
     ) -> MultimodalModel:
         """Rebuild a model written by :meth:`save_pretrained` (see :func:`polymodal.from_pretrained`)."""
-        from polymodal.core.checkpoint import from_pretrained
-
-        return from_pretrained(directory, modalities=modalities, **kwargs)
+        return load_pretrained(cls, directory, modalities=modalities, **kwargs)
 
 
 def build_model(
@@ -312,3 +310,24 @@ def build_model(
         base["heads"] = {**base.get("heads", {}), **heads}
     base.update(fields)
     return MultimodalModel(ModelConfig.model_validate(base))
+
+
+def from_pretrained(
+    directory: str | Path,
+    modalities: Sequence[str] | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> MultimodalModel:
+    """Rebuild a :class:`MultimodalModel` saved with ``save_pretrained`` (local files only, no network).
+
+    Args:
+        directory: the folder holding ``config.json`` and ``model.safetensors``.
+        modalities: keep only these inputs (and the heads and fusion groups that read only them); only their
+            weights are read from the file.
+        device: where to put the model (default CPU).
+        dtype: cast floating-point weights to this dtype (default: as saved).
+
+    The model is returned in eval mode.
+    """
+    return load_pretrained(MultimodalModel, directory, modalities, device=device, dtype=dtype)

@@ -1,6 +1,6 @@
 """Pretrained weights for the shared encoder, from local files only: timm ViT, Meta-Transformer and OpenCLIP.
 
-Three layouts are detected from the keys and mapped onto :class:`~polymodal.core.encoder.TransformerEncoder`'s
+Three layouts are detected from the keys and mapped onto :class:`~polymodal.core.encoders.TransformerEncoder`'s
 timm names (``norm_pre``, ``blocks.{i}.{norm1,attn.qkv,attn.proj,ls1,norm2,mlp.fc1,mlp.fc2,ls2}``, ``norm``):
 
 - ``timm``: a timm ``VisionTransformer`` state dict (``blocks.{i}.…``), possibly nested under ``model`` /

@@ -1,0 +1,26 @@
+"""Task heads ``h``: the interface (:mod:`.base`) and the built-in heads, one per module."""
+
+from polymodal.core.heads.base import IGNORE_INDEX, Head, HeadConfig, pool_tokens
+from polymodal.core.heads.classification import ClassificationHead, ClassificationHeadConfig
+from polymodal.core.heads.embedding import EmbeddingHead, EmbeddingHeadConfig, info_nce
+from polymodal.core.heads.regression import RegressionHead, RegressionHeadConfig
+from polymodal.core.heads.token_classification import TokenClassificationHead, TokenClassificationHeadConfig
+
+HEAD_CLASSES = (ClassificationHead, RegressionHead, TokenClassificationHead, EmbeddingHead)
+
+__all__ = [
+    "HEAD_CLASSES",
+    "IGNORE_INDEX",
+    "ClassificationHead",
+    "ClassificationHeadConfig",
+    "EmbeddingHead",
+    "EmbeddingHeadConfig",
+    "Head",
+    "HeadConfig",
+    "RegressionHead",
+    "RegressionHeadConfig",
+    "TokenClassificationHead",
+    "TokenClassificationHeadConfig",
+    "info_nce",
+    "pool_tokens",
+]

@@ -1,0 +1,72 @@
+"""Classification: one label per sample (softmax) or several (multi-label, sigmoid)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from polymodal.core.heads.base import Head, HeadConfig, pool_field, pool_tokens
+from polymodal.core.tokens import Tokens
+
+__all__ = ["ClassificationHead", "ClassificationHeadConfig"]
+
+
+class ClassificationHeadConfig(HeadConfig):
+    type: str = "classification"
+    num_classes: int = Field(..., ge=1, description="Number of classes (labels, for multi-label).")
+    pool: Literal["cls", "mean"] = pool_field()
+    multi_label: bool = Field(False, description="Independent sigmoid per label instead of one softmax.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the linear layer.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy (single-label only)."
+    )
+
+
+class ClassificationHead(Head):
+    """LayerNorm + linear classifier over a pooled token (cross-entropy, or BCE when multi-label).
+
+    Metrics: accuracy and macro-F1; multi-label: accuracy over (sample, label) entries, micro-F1 (the main one)
+    and macro-F1 over labels.
+    """
+
+    name: ClassVar[str] = "classification"
+    config_class: ClassVar[type[ClassificationHeadConfig]] = ClassificationHeadConfig
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
+
+    def __init__(self, config: ClassificationHeadConfig | dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self.norm = nn.LayerNorm(c.embed_dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.fc = nn.Linear(c.embed_dim, c.num_classes)
+        if c.multi_label:  # per instance: the class attribute lists the single-label metrics
+            self.metrics = ("micro_f1", "macro_f1", "accuracy")
+
+    def forward(self, tokens: Tokens) -> Tensor:
+        return self.fc(self.drop(self.norm(pool_tokens(tokens, self.config.pool))))
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        c = self.config
+        if c.multi_label:
+            if tuple(target.shape) != tuple(output.shape):
+                raise ValueError(
+                    f"classification: expected multi-hot targets of shape {tuple(output.shape)}, "
+                    f"got {tuple(target.shape)}"
+                )
+            return F.binary_cross_entropy_with_logits(output, target.to(output.dtype))
+        if target.dim() != 1 or target.shape[0] != output.shape[0]:
+            raise ValueError(
+                f"classification: expected class indices of shape ({output.shape[0]},), got {tuple(target.shape)}"
+            )
+        return F.cross_entropy(output, target.long(), label_smoothing=c.label_smoothing)
+
+    def predict(self, output: Tensor) -> Tensor:
+        if self.config.multi_label:
+            return (output > 0).long()
+        return output.argmax(dim=-1)
+
+    def metric_params(self) -> dict[str, Any]:
+        return {"num_classes": self.config.num_classes, "multi_label": self.config.multi_label}
