@@ -26,6 +26,7 @@ _EXPORTS = {
     "list_tokenizers": "polymodal.registry.lookup",
     "list_encoders": "polymodal.registry.lookup",
     "list_heads": "polymodal.registry.lookup",
+    "list_metrics": "polymodal.registry.lookup",
     "list_data_sources": "polymodal.registry.lookup",
     "list_plugins": "polymodal.registry.plugins",
     "load_plugin": "polymodal.registry.plugins",
@@ -40,6 +41,7 @@ _EXPORTS = {
     "EncoderConfig": "polymodal.core.encoders",
     "Head": "polymodal.core.heads",
     "HeadConfig": "polymodal.core.heads",
+    "Metric": "polymodal.core.metrics",
     "DataSource": "polymodal.core.source",
     "DataSourceConfig": "polymodal.core.source",
     "ModalityInputError": "polymodal.core.component",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from polymodal.core.component import ModalityInputError
     from polymodal.core.encoders import Encoder, EncoderConfig
     from polymodal.core.heads import Head, HeadConfig
+    from polymodal.core.metrics import Metric
     from polymodal.core.source import DataSource, DataSourceConfig
     from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
     from polymodal.core.tokens import Tokens
@@ -92,6 +95,7 @@ if TYPE_CHECKING:  # pragma: no cover
         list_data_sources,
         list_encoders,
         list_heads,
+        list_metrics,
         list_modalities,
         list_tokenizers,
         register,

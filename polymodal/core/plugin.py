@@ -1,4 +1,4 @@
-"""The built-in plugin for modality-agnostic components (encoders and heads).
+"""The built-in plugin for modality-agnostic components (encoders, heads and metrics).
 
 Declared in our pyproject as the entry point ``core = "polymodal.core.plugin"``: the host's own defaults take the
 same path as any third-party plugin.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from polymodal.core.encoders import ENCODER_CLASSES
 from polymodal.core.heads import HEAD_CLASSES
+from polymodal.core.metrics import METRIC_CLASSES
 from polymodal.registry.hookspecs import hookimpl
 
 
 @hookimpl
 def polymodal_components() -> list[type]:
-    return [*ENCODER_CLASSES, *HEAD_CLASSES]
+    return [*ENCODER_CLASSES, *HEAD_CLASSES, *METRIC_CLASSES]

@@ -3,11 +3,18 @@
 A tokenizer turns one modality's collated batch into :class:`Tokens` ``[B, N, D]`` with a mask. It owns its
 positional scheme and its input checks; the non-learned steps (decoding, resampling, normalisation) live in
 ``preprocess`` (one sample, CPU, DataLoader workers) and ``collate`` (list of samples -> batch).
+
+A tokenizer class also declares what the rest of polymodal needs to know about its modality, so that nothing
+outside its plugin names the modality: the files one sample comes in (:attr:`Tokenizer.file_extensions`,
+:meth:`Tokenizer.read_file`), how a table holds samples (:meth:`Tokenizer.dataset_from_table`), which task
+targets imply (:meth:`Tokenizer.implied_task`) and which settings the data implies
+(:meth:`Tokenizer.config_for_data`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +50,9 @@ class Tokenizer(Component, nn.Module):
     config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
     #: The raw batch form it takes, in a few words (Markdown), for `polymodal list modalities --markdown`.
     input_form: ClassVar[str] = ""
+    #: Suffixes (lower case, with the dot) of files that hold one sample of this modality, for
+    #: ``polymodal.data.from_folder``; empty when the modality has no one-file-per-sample form.
+    file_extensions: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -82,6 +92,43 @@ class Tokenizer(Component, nn.Module):
                 self.modality, "samples of one shape to stack", f"shapes {sorted(shapes)}"
             )
         return torch.stack(list(samples))
+
+    # -- what the modality's data looks like (class-level: no weights are built) --------------------------------
+    @classmethod
+    def read_file(cls, path: str | Path, config: TokenizerConfig, **options: Any) -> Any:
+        """Read one file (of :attr:`file_extensions`) into the raw sample ``preprocess`` takes, set up for
+        ``config`` (e.g. colour or greyscale, the number of frames); ``options`` are the reader's own.
+
+        Runs in DataLoader workers (``functools.partial(cls.read_file, config=...)`` pickles). The default says
+        that the modality has no file form."""
+        raise ValueError(
+            f"{cls.modality}: no file reader for this modality; pass reader=<path -> raw sample>"
+        )
+
+    @classmethod
+    def dataset_from_table(cls, frame: Any, config: TokenizerConfig, **options: Any) -> Any | None:
+        """A dataset of the rows of ``frame`` (a pandas DataFrame) when a row is a sample of this modality in
+        some other form than a file path (a text, a table row, a SMILES string, a series); ``None`` (the default)
+        for a column of file paths, read with :meth:`read_file`.
+
+        ``options`` are those of ``polymodal.data.from_table`` (``target``, ``columns``, ``task``,
+        ``class_names``, ``tokenizer``, ``on_error`` and any modality-specific ones)."""
+        return None
+
+    @classmethod
+    def implied_task(cls, targets: Any) -> tuple[str, str] | None:
+        """The task (``"forecasting"``, ``"regression"``, …) and the reason, when targets (a numpy array ``[N,
+        ...]``) of this modality mean something the generic rules do not infer; ``None`` (the default) to let
+        them decide (integers: classification, floats: regression, 0/1 columns: multi-label)."""
+        return None
+
+    @classmethod
+    def config_for_data(cls, data: Any, task: str, explicit: Collection[str]) -> dict[str, Any]:
+        """Tokenizer settings implied by a dataset's samples (``data``: the samples as the user gave them, or the
+        first one) and its task kind, other than the fields in ``explicit`` (set by the user): e.g. a table's
+        column schema, or mixing the channels of a series whose task is about the whole series. The default
+        implies nothing."""
+        return {}
 
     def fail(self, expected: str, got: Any) -> ModalityInputError:
         """An input error for this modality (``raise self.fail('…', x)``); ``got`` is described if not a str."""

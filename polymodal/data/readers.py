@@ -27,7 +27,6 @@ A missing optional package raises :class:`MissingExtraError` (an ``ImportError``
 
 from __future__ import annotations
 
-import importlib
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from polymodal.core.extras import MissingExtraError, require
 from polymodal.data.points import read_points, sample_surface
 
 __all__ = [
@@ -58,17 +58,7 @@ IMU_COLUMNS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")
 TIME_COLUMNS = ("time", "timestamp", "t", "date", "datetime")
 
 
-class MissingExtraError(ImportError):
-    """An optional package a reader needs is not installed; the message names the ``polymodal[extra]``."""
-
-
-def _require(module: str, extra: str | None, what: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        package = module.split(".")[0]
-        hint = f"pip install 'polymodal[{extra}]'" if extra else f"pip install {package}"
-        raise MissingExtraError(f"{what} needs the '{package}' package: {hint} ({exc})") from exc
+_require = require
 
 
 # -- images -------------------------------------------------------------------------------------------------------

@@ -12,19 +12,21 @@ from polymodal.registry.lookup import (
     list_data_sources,
     list_encoders,
     list_heads,
+    list_metrics,
     list_modalities,
     list_names,
     list_tokenizers,
     register,
 )
 from polymodal.registry.plugins import PluginInfo, ensure_plugins_loaded, list_plugins, load_plugin
-from polymodal.registry.tables import DATA_SOURCES, ENCODERS, HEADS, MODELS, TOKENIZERS
+from polymodal.registry.tables import DATA_SOURCES, ENCODERS, HEADS, METRICS, MODELS, TOKENIZERS
 
 __all__ = [
     "DATA_SOURCES",
     "ENCODERS",
     "ENTRY_POINT_GROUP",
     "HEADS",
+    "METRICS",
     "MODELS",
     "TOKENIZERS",
     "DuplicateNameError",
@@ -38,6 +40,7 @@ __all__ = [
     "list_data_sources",
     "list_encoders",
     "list_heads",
+    "list_metrics",
     "list_modalities",
     "list_names",
     "list_plugins",

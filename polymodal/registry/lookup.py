@@ -21,6 +21,7 @@ __all__ = [
     "list_data_sources",
     "list_encoders",
     "list_heads",
+    "list_metrics",
     "list_modalities",
     "list_names",
     "list_tokenizers",
@@ -100,6 +101,11 @@ def list_heads(filter: Filter = "*", exclude_filters: Filter = ()) -> list[str]:
 def list_data_sources(filter: Filter = "*", exclude_filters: Filter = ()) -> list[str]:
     """Registered data source names."""
     return list_names("data source", filter, exclude_filters)
+
+
+def list_metrics(filter: Filter = "*", exclude_filters: Filter = ()) -> list[str]:
+    """Registered metric names."""
+    return list_names("metric", filter, exclude_filters)
 
 
 def list_modalities(filter: Filter = "*", exclude_filters: Filter = ()) -> list[str]:

@@ -37,6 +37,7 @@ TOKENIZERS = Registry("tokenizer", scope="polymodal")
 ENCODERS = Registry("encoder", scope="polymodal")
 HEADS = Registry("head", scope="polymodal")
 DATA_SOURCES = Registry("data source", scope="polymodal")
+METRICS = Registry("metric", scope="polymodal")
 # Child of mmengine's root so that Runner builds `dict(type="MultimodalModel", ...)` with default_scope="polymodal".
 MODELS = Registry(
     "model", parent=MMENGINE_MODELS, scope="polymodal", locations=["polymodal.model.multimodal"]
@@ -47,6 +48,7 @@ TABLES: dict[str, Registry] = {
     "encoder": ENCODERS,
     "head": HEADS,
     "data source": DATA_SOURCES,
+    "metric": METRICS,
 }
 # (kind, name) -> where it came from, for duplicate errors and `polymodal list`.
 SOURCES: dict[tuple[str, str], str] = {}
@@ -59,7 +61,7 @@ def _check_component(cls: Any) -> str:
 
     if not (inspect.isclass(cls) and issubclass(cls, Component)):
         raise InvalidComponentError(
-            f"expected a Tokenizer, Encoder, Head or DataSource subclass, got {cls!r}"
+            f"expected a Tokenizer, Encoder, Head, DataSource or Metric subclass, got {cls!r}"
         )
     if cls.kind not in TABLES:
         raise InvalidComponentError(f"{cls.__qualname__}: kind {cls.kind!r} is not one of {sorted(TABLES)}")

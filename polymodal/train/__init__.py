@@ -14,7 +14,7 @@ from __future__ import annotations
 from polymodal.train.collate import Example, Stream, TokenizerCollate, multitask_collate
 from polymodal.train.fit import FitResult, fit
 from polymodal.train.hooks import AtomicCheckpointHook, MetricsJsonHook, RngStateHook
-from polymodal.train.metrics import METRIC_FUNCTIONS, MultiTaskMetric, compute_task_metrics, register_metric
+from polymodal.train.metrics import MultiTaskMetric, compute_task_metrics
 from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
 from polymodal.train.optim import PolymodalOptimWrapperConstructor, layer_lr_scales, param_groups
 from polymodal.train.runner import (
@@ -34,7 +34,6 @@ from polymodal.train.serialization import (
 )
 
 __all__ = [
-    "METRIC_FUNCTIONS",
     "SAFE_CHECKPOINT_GLOBALS",
     "AtomicCheckpointHook",
     "Example",
@@ -62,7 +61,6 @@ __all__ = [
     "load_config",
     "multitask_collate",
     "param_groups",
-    "register_metric",
     "safe_checkpoint_globals",
     "train",
 ]

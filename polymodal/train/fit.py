@@ -34,6 +34,7 @@ from mmengine.logging import MMLogger
 from torch.utils.data import DataLoader, Dataset
 
 from polymodal.model.multimodal import MultimodalModel
+from polymodal.registry.lookup import get
 from polymodal.train.collate import multitask_collate
 from polymodal.train.metrics import MultiTaskMetric
 from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler
@@ -43,7 +44,6 @@ from polymodal.train.serialization import safe_checkpoint_globals
 __all__ = ["FitResult", "evaluate", "fit"]
 
 Data = Dataset | Mapping[str, Dataset]
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "micro_f1": True, "recall_at_1": True}
 
 
 @dataclass
@@ -190,7 +190,7 @@ def _monitor(model: MultimodalModel, data: Mapping[str, Dataset], monitor: str |
         task = _task_of(model, key)
         monitor = f"{task}/{model.heads[task].metrics[0]}"  # the head's main metric
     name = monitor.rsplit("/", 1)[-1]
-    return monitor, "greater" if HIGHER_IS_BETTER.get(name, False) else "less"
+    return monitor, "greater" if get("metric", name).higher_is_better else "less"
 
 
 class _FitRunner(PolymodalRunner):

@@ -163,7 +163,7 @@ def test_broken_plugins_are_reported_and_isolated(site: Path) -> None:
     assert broken["error"] == "importing fake_broken raised RuntimeError: boom at import"
     garbage = infos["fake_garbage"]
     assert garbage["status"] == "failed"
-    assert "expected a Tokenizer, Encoder, Head or DataSource subclass, got 'not a class'" in garbage["error"]
+    assert "expected a Tokenizer, Encoder, Head, DataSource or Metric subclass, got 'not a class'" in garbage["error"]
     dup = infos["fake_duplicate"]
     assert dup["status"] == "failed"
     assert "tokenizer 'image' from plugin 'fake_duplicate'" in dup["error"]

@@ -72,7 +72,7 @@ def test_bad_names_are_rejected(bad: str) -> None:
 
 def test_non_components_are_rejected() -> None:
     with pytest.raises(
-        InvalidComponentError, match="expected a Tokenizer, Encoder, Head or DataSource subclass"
+        InvalidComponentError, match="expected a Tokenizer, Encoder, Head, DataSource or Metric subclass"
     ):
         polymodal.register(int)  # type: ignore[arg-type]
 

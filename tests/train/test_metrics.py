@@ -7,29 +7,35 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
 
-from polymodal.train.metrics import METRIC_FUNCTIONS, MultiTaskMetric, compute_task_metrics, register_metric
+import polymodal
+from polymodal.registry.tables import unregister
+from polymodal.train.metrics import MultiTaskMetric, compute_task_metrics
 
 CLS = {"num_classes": 5, "multi_label": False}
+
+
+def _metric(name: str):
+    return polymodal.get("metric", name).compute
 
 
 def test_accuracy_and_macro_f1_match_sklearn() -> None:
     g = torch.Generator().manual_seed(0)
     target = torch.randint(0, 5, (200,), generator=g)
     pred = torch.where(torch.rand(200, generator=g) < 0.6, target, torch.randint(0, 4, (200,), generator=g))
-    acc = METRIC_FUNCTIONS["accuracy"](pred, target, CLS)
-    f1 = METRIC_FUNCTIONS["macro_f1"](pred, target, CLS)
+    acc = _metric("accuracy")(pred, target, CLS)
+    f1 = _metric("macro_f1")(pred, target, CLS)
     assert acc == pytest.approx(accuracy_score(target, pred))
     assert f1 == pytest.approx(f1_score(target, pred, average="macro"))
     # a class that is never a target nor predicted does not count (scikit-learn's labels = union)
     t, p = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 1, 1])
-    assert METRIC_FUNCTIONS["macro_f1"](p, t, CLS) == pytest.approx(f1_score(t, p, average="macro"))
+    assert _metric("macro_f1")(p, t, CLS) == pytest.approx(f1_score(t, p, average="macro"))
 
 
 def test_ignored_positions_do_not_count() -> None:
     target = torch.tensor([[1, 0, -100], [2, -100, -100]])
     pred = torch.tensor([[1, 1, 0], [2, 0, 0]])
-    assert METRIC_FUNCTIONS["accuracy"](pred, target, CLS) == pytest.approx(2 / 3)
-    assert METRIC_FUNCTIONS["macro_f1"](pred, target, CLS) == pytest.approx(
+    assert _metric("accuracy")(pred, target, CLS) == pytest.approx(2 / 3)
+    assert _metric("macro_f1")(pred, target, CLS) == pytest.approx(
         f1_score([1, 0, 2], [1, 1, 2], average="macro")
     )
 
@@ -39,13 +45,13 @@ def test_multi_label_metrics() -> None:
     target = (torch.rand(50, 4, generator=g) < 0.5).long()
     pred = torch.where(torch.rand(50, 4, generator=g) < 0.7, target, 1 - target)
     params = {"num_classes": 4, "multi_label": True}
-    assert METRIC_FUNCTIONS["accuracy"](pred, target, params) == pytest.approx(
+    assert _metric("accuracy")(pred, target, params) == pytest.approx(
         (pred == target).float().mean().item()
     )
-    assert METRIC_FUNCTIONS["macro_f1"](pred, target, params) == pytest.approx(
+    assert _metric("macro_f1")(pred, target, params) == pytest.approx(
         f1_score(target.numpy(), pred.numpy(), average="macro")
     )
-    assert METRIC_FUNCTIONS["micro_f1"](pred, target, params) == pytest.approx(
+    assert _metric("micro_f1")(pred, target, params) == pytest.approx(
         f1_score(target.numpy(), pred.numpy(), average="micro")
     )
 
@@ -53,19 +59,19 @@ def test_multi_label_metrics() -> None:
 def test_micro_f1_of_one_label_per_sample_is_accuracy() -> None:
     target, pred = torch.tensor([0, 1, 2, 2, 4, -100]), torch.tensor([0, 2, 2, 1, 4, 3])
     expected = f1_score([0, 1, 2, 2, 4], [0, 2, 2, 1, 4], average="micro")
-    assert METRIC_FUNCTIONS["micro_f1"](pred, target, CLS) == pytest.approx(expected) == pytest.approx(0.6)
+    assert _metric("micro_f1")(pred, target, CLS) == pytest.approx(expected) == pytest.approx(0.6)
 
 
 def test_regression_metrics() -> None:
     g = torch.Generator().manual_seed(2)
     target, pred = torch.randn(30, 2, generator=g), torch.randn(30, 2, generator=g)
-    assert METRIC_FUNCTIONS["mse"](pred, target, {}) == pytest.approx(mean_squared_error(target, pred))
-    assert METRIC_FUNCTIONS["mae"](pred, target, {}) == pytest.approx(mean_absolute_error(target, pred))
-    assert METRIC_FUNCTIONS["rmse"](pred, target, {}) == pytest.approx(
+    assert _metric("mse")(pred, target, {}) == pytest.approx(mean_squared_error(target, pred))
+    assert _metric("mae")(pred, target, {}) == pytest.approx(mean_absolute_error(target, pred))
+    assert _metric("rmse")(pred, target, {}) == pytest.approx(
         np.sqrt(mean_squared_error(target, pred))
     )
     with pytest.raises(ValueError, match=r"metric 'mse': predictions \(30, 2\) and targets \(30,\) differ"):
-        METRIC_FUNCTIONS["mse"](pred, target[:, 0], {})
+        _metric("mse")(pred, target[:, 0], {})
 
 
 def test_recall_at_1_against_a_loop() -> None:
@@ -83,10 +89,10 @@ def test_recall_at_1_against_a_loop() -> None:
                 hits += int(labels[j] == labels[i]) if use_labels else int(j == i)
         return hits / 24
 
-    assert METRIC_FUNCTIONS["recall_at_1"](pred, None, {"positives": "pair"}) == pytest.approx(
+    assert _metric("recall_at_1")(pred, None, {"positives": "pair"}) == pytest.approx(
         reference(False)
     )
-    assert METRIC_FUNCTIONS["recall_at_1"](pred, labels, {"positives": "label"}) == pytest.approx(
+    assert _metric("recall_at_1")(pred, labels, {"positives": "label"}) == pytest.approx(
         reference(True)
     )
 
@@ -128,21 +134,46 @@ def test_multitask_metric_reports_per_task() -> None:
     ) == {"accuracy": 0.75}
     with pytest.raises(
         KeyError,
-        match="unknown metric 'auroc'; registered: accuracy, macro_f1, mae, micro_f1, mse, recall_at_1, rmse",
+        match=r"unknown metric 'auroc'.* Registered \(7\): accuracy, macro_f1, mae, micro_f1, mse, recall_at_1, rmse",
     ):
         compute_task_metrics([torch.zeros(2)], [torch.zeros(2)], ["auroc"], {})
 
 
-def test_register_metric() -> None:
-    @register_metric("max_error_test")
-    def max_error(pred: torch.Tensor, target: torch.Tensor | None, params: dict) -> float:
-        return float((pred - target).abs().max())
+def test_a_registered_metric_is_named_by_heads_and_knows_its_direction() -> None:
+    class MaxError(polymodal.Metric):
+        name = "max_error_test"
+        higher_is_better = False
 
+        @classmethod
+        def _compute(cls, pred: torch.Tensor, target: torch.Tensor, params: dict) -> float:
+            return float((pred - target).abs().max())
+
+    polymodal.register(MaxError)
     try:
         assert compute_task_metrics(
             [torch.tensor([1.0, 4.0])], [torch.tensor([1.0, 2.0])], ["max_error_test"], {}
         ) == {"max_error_test": 2.0}
-        with pytest.raises(ValueError, match="already registered"):
-            register_metric("max_error_test")(lambda p, t, q: 0.0)
+        assert "max_error_test" in polymodal.list_metrics()
+        with pytest.raises(ValueError, match="needs targets"):
+            compute_task_metrics([torch.tensor([1.0])], [None], ["max_error_test"], {})
+
+        class Other(MaxError):
+            pass
+
+        with pytest.raises(polymodal.DuplicateNameError, match="metric 'max_error_test'"):
+            polymodal.register(Other)
     finally:
-        METRIC_FUNCTIONS.pop("max_error_test")
+        unregister("metric", "max_error_test")
+
+
+def test_builtin_metric_directions() -> None:
+    directions = {n: polymodal.get("metric", n).higher_is_better for n in polymodal.list_metrics()}
+    assert directions == {
+        "accuracy": True,
+        "macro_f1": True,
+        "mae": False,
+        "micro_f1": True,
+        "mse": False,
+        "recall_at_1": True,
+        "rmse": False,
+    }
