@@ -106,13 +106,24 @@ class Tokenizer(Component, nn.Module):
         )
 
     @classmethod
-    def dataset_from_table(cls, frame: Any, config: TokenizerConfig, **options: Any) -> Any | None:
-        """A dataset of the rows of ``frame`` (a pandas DataFrame) when a row is a sample of this modality in
-        some other form than a file path (a text, a table row, a SMILES string, a series); ``None`` (the default)
-        for a column of file paths, read with :meth:`read_file`.
+    def dataset_from_table(
+        cls,
+        frame: Any,
+        *,
+        modality: Any,
+        target: str | Sequence[str] | None,
+        columns: list[str] | None,
+        tokenizer: Any,
+        **options: Any,
+    ) -> Any | None:
+        """A dataset of the rows of ``frame`` (a pandas DataFrame) when a row holds a sample of this modality in
+        some other form than a file path (a text, the row itself, a SMILES string, a series); ``None`` (the
+        default) for a column of file paths (``"path"``), read lazily with :meth:`read_file`.
 
-        ``options`` are those of ``polymodal.data.from_table`` (``target``, ``columns``, ``task``,
-        ``class_names``, ``tokenizer``, ``on_error`` and any modality-specific ones)."""
+        ``modality`` and ``tokenizer`` are the user's tokenizer spec and overrides, ``target`` the target
+        column(s), ``columns`` the sample column(s) or ``None``; ``options`` hold ``task``, ``class_names``,
+        ``on_error`` and any options of this modality (e.g. forecasting windows), as given to
+        ``polymodal.data.from_table``."""
         return None
 
     @classmethod
