@@ -70,8 +70,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _tokens_per_sample(source_cls: type, samples: int = 8) -> str:
     """Real tokens per sample of a data source's first test samples, with its modality's default tokenizer."""
-    import torch
-
     from polymodal import registry
 
     try:
@@ -80,9 +78,7 @@ def _tokens_per_sample(source_cls: type, samples: int = 8) -> str:
         source = source_cls.from_config()
     data = source.splits()["test"]
     tokenizer = registry.get("tokenizer", source_cls.modality).from_config(embed_dim=8)
-    batch = tokenizer.collate([data[i][0] for i in range(min(samples, len(data)))])
-    with torch.no_grad():
-        lengths = tokenizer(batch).lengths.tolist()
+    lengths = tokenizer.token_lengths([data[i][0] for i in range(min(samples, len(data)))]).tolist()
     lo, hi = min(lengths), max(lengths)
     return str(lo) if lo == hi else f"{lo}–{hi}"
 

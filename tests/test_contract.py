@@ -1,34 +1,29 @@
-"""Registry-driven contract tests (timm's test_models.py is the model): every registered tokenizer and data
-source passes polymodal.testing's checks; every built-in plugin loads."""
+"""Registry-driven contract tests (timm's test_models.py is the model): every registered tokenizer, data source,
+encoder and head passes polymodal.testing's checks (one test case per check for encoders and heads); every
+built-in plugin loads."""
 
 from __future__ import annotations
 
 import pytest
 
 import polymodal
-from polymodal.testing import check_data_source, check_tokenizer
-
-BUILTIN_MODALITIES = [
-    "audio",
-    "graph",
-    "hyperspectral",
-    "image",
-    "imu",
-    "infrared",
-    "point_cloud",
-    "tabular",
-    "text",
-    "time_series",
-    "video",
-    "xray",
-]
+from polymodal.testing import Check, check_data_source, check_tokenizer, encoder_checks, head_checks
 
 
-def test_every_builtin_plugin_loads() -> None:
-    infos = {p.name: p for p in polymodal.list_plugins()}
-    failed = {n: i.error for n, i in infos.items() if i.distribution == "polymodal" and i.status != "loaded"}
+def test_every_builtin_plugin_loads_and_each_modality_plugin_brings_a_tokenizer_and_data() -> None:
+    builtins = [p for p in polymodal.list_plugins() if p.distribution == "polymodal"]
+    failed = {p.name: p.error for p in builtins if p.status != "loaded"}
     assert not failed
-    assert sorted(polymodal.list_modalities()) == BUILTIN_MODALITIES
+    modality_plugins = [p for p in builtins if any(c in polymodal.list_tokenizers() for c in p.components)]
+    assert len(modality_plugins) >= 12  # the built-in modalities, each declared as an entry point
+    for plugin in modality_plugins:
+        kinds = {
+            kind
+            for c in plugin.components
+            for kind in ("tokenizer", "data source")
+            if c in polymodal.registry.list_names(kind)
+        }
+        assert kinds == {"tokenizer", "data source"}, plugin.name
 
 
 @pytest.mark.parametrize("name", polymodal.list_tokenizers())
@@ -51,9 +46,13 @@ def test_data_source_contract(name: str) -> None:
     check_data_source(name)
 
 
-@pytest.mark.parametrize("name", polymodal.list_encoders())
-def test_encoder_configs_round_trip(name: str) -> None:
-    cls = polymodal.get("encoder", name)
-    cfg = cls.default_config()
-    assert cls.config_class.model_validate_json(cfg.model_dump_json()) == cfg
-    assert cfg.embed_dim % cfg.num_heads == 0
+@pytest.mark.parametrize(
+    "check", [c for name in polymodal.list_encoders() for c in encoder_checks(name)], ids=repr
+)
+def test_encoder_contract(check: Check) -> None:
+    check()
+
+
+@pytest.mark.parametrize("check", [c for name in polymodal.list_heads() for c in head_checks(name)], ids=repr)
+def test_head_contract(check: Check) -> None:
+    check()

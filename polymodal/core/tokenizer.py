@@ -141,6 +141,14 @@ class Tokenizer(Component, nn.Module):
         implies nothing."""
         return {}
 
+    @torch.no_grad()
+    def token_lengths(self, samples: Sequence[Any], chunk: int = 32) -> Tensor:
+        """Real tokens of each sequence the samples make (``[len(samples)]``, or more rows for a tokenizer that
+        makes several sequences per sample), for samples in the per-sample form ``collate`` takes, collated and
+        tokenized ``chunk`` at a time. Collated batches are on the CPU: call it on a CPU tokenizer."""
+        parts = [self(self.collate(list(samples[i : i + chunk]))).lengths for i in range(0, len(samples), chunk)]
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
     def fail(self, expected: str, got: Any) -> ModalityInputError:
         """An input error for this modality (``raise self.fail('…', x)``); ``got`` is described if not a str."""
         return ModalityInputError(self.modality, expected, got if isinstance(got, str) else describe(got))

@@ -138,13 +138,7 @@ def _examine(dataset: SampleDataset, s: DatasetSummary, max_samples: int) -> Non
     picks = torch.linspace(0, n - 1, k).round().long().unique().tolist()
     samples = [dataset.sample(i) for i in picks]
     s.examined = len(samples)
-    tok = dataset.tokenizer
-    lengths = []
-    with torch.no_grad():
-        for start in range(0, len(samples), 32):
-            tokens = tok(tok.collate(samples[start : start + 32]))
-            lengths.append(tokens.mask.sum(1))
-    per = torch.cat(lengths)
+    per = dataset.tokenizer.token_lengths(samples)
     s.token_lengths = (int(per.min()), float(per.float().quantile(0.5)), int(per.max()))
     if int(per.min()) == 0:
         s.warnings.append(f"{int((per == 0).sum())} examined samples have no tokens")

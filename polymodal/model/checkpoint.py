@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from polymodal.model.config import ModelConfig
+from polymodal.registry.config import resolve_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -111,13 +112,10 @@ def select_modalities(config: dict[str, Any], modalities: Sequence[str]) -> dict
         out["fusion"] = fusion
     available = set(keep) | set(fusion)
 
-    def reads(task: str, head: dict[str, Any]) -> list[str]:
-        keys = [head.get("modality") or task]
-        if head.get("pair"):
-            keys.append(head["pair"])
-        return keys
+    def reads(task: str, head: Any) -> set[str]:
+        return set(resolve_config("head", head).inputs(task))
 
-    out["heads"] = {t: h for t, h in config.get("heads", {}).items() if set(reads(t, h)) <= available}
+    out["heads"] = {t: h for t, h in config.get("heads", {}).items() if reads(t, h) <= available}
     return out
 
 

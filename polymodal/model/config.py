@@ -58,18 +58,19 @@ class ModelConfig(BaseModel):
             unknown = sorted(set(members) - set(self.tokenizers))
             if unknown:
                 raise ValueError(f"fusion.{key}: inputs {unknown} have no tokenizer")
+        inputs = sorted([*self.tokenizers, *self.fusion])
         for task, head in self.heads.items():
-            source = head.modality or task
-            if source not in self.tokenizers and source not in self.fusion:
+            unknown = [k for k in head.inputs(task) if k not in inputs]
+            if unknown:
                 raise ValueError(
-                    f"heads.{task} reads input {source!r}, which has no tokenizer; inputs: "
-                    f"{', '.join(sorted(self.tokenizers))} (set the head's 'modality')"
+                    f"heads.{task} reads inputs {unknown}, which have no tokenizer; inputs: {', '.join(inputs)} "
+                    "(set the head's 'modality')"
                 )
         return self
 
     def input_of(self, task: str) -> str:
-        """The input key a task's head reads."""
-        return self.heads[task].modality or task
+        """The (first) input key a task's head reads."""
+        return self.heads[task].inputs(task)[0]
 
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from polymodal.core.tokens import Tokens
 from polymodal.model.checkpoint import load_pretrained, save_pretrained
 from polymodal.model.config import ModelConfig
-from polymodal.registry.lookup import get
+from polymodal.registry.lookup import component_class
 from polymodal.registry.tables import MODELS
 
 __all__ = ["MultimodalDataPreprocessor", "MultimodalModel", "build_model", "from_pretrained"]
@@ -86,11 +86,13 @@ class MultimodalModel(BaseModel):
             config = ModelConfig.model_validate({**dict(config or {}), **fields})
         self.config = config
         dim = config.encoder.embed_dim
-        self.encoder = get("encoder", config.encoder.type)(config.encoder)
+        self.encoder = component_class("encoder", config.encoder)(config.encoder)
         self.tokenizers = nn.ModuleDict(
-            {key: get("tokenizer", cfg.type)(cfg) for key, cfg in config.tokenizers.items()}
+            {key: component_class("tokenizer", cfg)(cfg) for key, cfg in config.tokenizers.items()}
         )
-        self.heads = nn.ModuleDict({task: get("head", cfg.type)(cfg) for task, cfg in config.heads.items()})
+        self.heads = nn.ModuleDict(
+            {task: component_class("head", cfg)(cfg) for task, cfg in config.heads.items()}
+        )
         keys = [*config.tokenizers, *config.fusion]
         self.cls_tokens = nn.ParameterDict(
             {key: nn.Parameter(torch.zeros(1, 1, dim)) for key in keys} if config.cls_token else {}
@@ -100,16 +102,7 @@ class MultimodalModel(BaseModel):
         )
         for p in (*self.cls_tokens.values(), *self.modality_embeddings.values()):
             nn.init.trunc_normal_(p, std=0.02)
-        self.head_inputs: dict[str, tuple[str, ...]] = {}
-        for task, head in self.heads.items():
-            wanted = head.input_keys(task)
-            unknown = [k for k in wanted if k not in keys]
-            if unknown:
-                raise ValueError(
-                    f"heads.{task} reads inputs {unknown}, which the model does not have; inputs: "
-                    f"{', '.join(sorted(keys))}"
-                )
-            self.head_inputs[task] = tuple(wanted)
+        self.head_inputs = {task: head.inputs(task) for task, head in config.heads.items()}
         self._read_directly = {k for ks in self.head_inputs.values() for k in ks if k in config.tokenizers}
 
     # -- the forward path ---------------------------------------------------------------------------------------

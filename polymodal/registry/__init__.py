@@ -8,6 +8,7 @@ from polymodal.registry.errors import (
 )
 from polymodal.registry.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from polymodal.registry.lookup import (
+    component_class,
     get,
     list_data_sources,
     list_encoders,
@@ -34,6 +35,7 @@ __all__ = [
     "PluginInfo",
     "PluginLoadWarning",
     "UnknownNameError",
+    "component_class",
     "ensure_plugins_loaded",
     "get",
     "hookimpl",

@@ -12,11 +12,13 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
+from polymodal.core.component import ComponentConfig
 from polymodal.registry.errors import UnknownNameError
 from polymodal.registry.plugins import ensure_plugins_loaded
-from polymodal.registry.tables import TABLES, register_many
+from polymodal.registry.tables import CONFIG_OWNERS, TABLES, register_many
 
 __all__ = [
+    "component_class",
     "get",
     "list_data_sources",
     "list_encoders",
@@ -51,6 +53,15 @@ def get(kind: str, name: str) -> Any:
     if not isinstance(name, str) or name not in table.module_dict:
         raise UnknownNameError(kind, str(name), table.module_dict)
     return table.module_dict[name]
+
+
+def component_class(kind: str, config: ComponentConfig) -> Any:
+    """The class to build a validated ``config`` of ``kind`` with: the component registered with its config class
+    (linked by ``register``), or, when several share that class, the one registered under ``config.type``."""
+    owner = CONFIG_OWNERS.get(type(config))
+    if owner is not None and owner.kind == kind and owner.name == config.type:
+        return owner
+    return get(kind, config.type)
 
 
 def _natural_key(s: str) -> list[Any]:

@@ -87,20 +87,22 @@ def _fail(info: PluginInfo, problem: str) -> None:
 
 
 def _activate(name: str, plugin: Any, info: PluginInfo) -> None:
-    """Register ``plugin`` with pluggy, call its hook alone and register what it returns (all or nothing)."""
+    """Register ``plugin`` with pluggy, call its hook through pluggy (alone, so what it returns is attributed to
+    it) and register the classes it returns (all or nothing)."""
     pm = _state.pm
     try:
         pm.register(plugin, name=name)
     except Exception as exc:  # pluggy rejects duplicate names and malformed hookimpls
         _fail(info, f"{type(exc).__name__}: {exc}")
         return
-    impls = [i for i in pm.hook.polymodal_components.get_hookimpls() if i.plugin_name == name]
-    if not impls:
+    if not any(i.plugin_name == name for i in pm.hook.polymodal_components.get_hookimpls()):
         pm.unregister(name=name)
         _fail(info, "it defines no @hookimpl polymodal_components()")
         return
+    others = [p for p in pm.get_plugins() if p is not plugin]
     try:
-        classes = impls[0].function()
+        results = pm.subset_hook_caller("polymodal_components", remove_plugins=others)()
+        classes = results[0] if results else None  # pluggy leaves out a None result
         if not isinstance(classes, (list, tuple)):
             raise TypeError(
                 f"polymodal_components() must return a list of classes, got {type(classes).__name__}"
@@ -205,4 +207,5 @@ def _reset() -> None:
         for table in tables.TABLES.values():
             table._module_dict.clear()
         tables.SOURCES.clear()
+        tables.CONFIG_OWNERS.clear()
         _state.__init__()  # type: ignore[misc]

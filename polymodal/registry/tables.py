@@ -11,7 +11,7 @@ import inspect
 import re
 import threading
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -52,9 +52,10 @@ TABLES: dict[str, Registry] = {
 }
 # (kind, name) -> where it came from, for duplicate errors and `polymodal list`.
 SOURCES: dict[tuple[str, str], str] = {}
+# config class -> the one component registered with it (None when several share it), so building from a validated
+# config needs no second lookup by name.
+CONFIG_OWNERS: dict[type, type | None] = {}
 _lock = threading.RLock()
-
-T = TypeVar("T", bound=type)
 
 
 def _check_component(cls: Any) -> str:
@@ -99,11 +100,15 @@ def register_many(classes: Sequence[type], source: str) -> list[str]:
             if (kind, name) not in SOURCES:
                 TABLES[kind].register_module(name=name, module=cls)
                 SOURCES[(kind, name)] = f"{source} ({_describe_source(cls)})"
+                owner = CONFIG_OWNERS.get(cls.config_class, cls)
+                CONFIG_OWNERS[cls.config_class] = cls if owner is cls else None
         return [name for _, name in seen]
 
 
 def unregister(kind: str, name: str) -> None:
     """Remove a name (for tests and notebooks that re-define a class)."""
     with _lock:
-        TABLES[kind]._module_dict.pop(name, None)
+        cls = TABLES[kind]._module_dict.pop(name, None)
         SOURCES.pop((kind, name), None)
+        if cls is not None and CONFIG_OWNERS.get(cls.config_class, None) is cls:
+            del CONFIG_OWNERS[cls.config_class]

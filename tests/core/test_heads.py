@@ -128,7 +128,7 @@ def _reference_info_nce(
 
 def test_embedding_head_paired_contrastive_loss() -> None:
     head = EmbeddingHead({"embed_dim": D, "out_dim": 8, "pair": "y", "temperature": 0.5})
-    assert head.input_keys("task") == ("task", "y") and not head.requires_target
+    assert head.config.inputs("task") == ("task", "y") and not head.requires_target
     a, b = _tokens([6, 6, 6, 6], name="x"), _tokens([3, 4, 5, 6], name="y")
     out = head(a, b)
     assert out.shape == (4, 2, 8)

@@ -145,7 +145,7 @@ def test_fusion_and_head_config_errors() -> None:
     with pytest.raises(ValidationError, match=r"fusion.pair: inputs \['audio'\] have no tokenizer"):
         _model(fusion={"pair": ["image", "audio"]})
     with pytest.raises(
-        ValueError, match=r"heads.emb reads inputs \['nothing'\], which the model does not have"
+        ValueError, match=r"heads.emb reads inputs \['nothing'\], which have no tokenizer"
     ):
         _model(heads={"emb": {"type": "embedding", "modality": "image", "pair": "nothing"}})
 

@@ -8,14 +8,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from timm.models.vision_transformer import Block
 
-from polymodal.core.encoders.packing import (
-    drop_path_packed,
-    pack,
-    packed_block_forward,
-    resolve_backend,
-    unpack,
-    varlen_attention,
-)
+from polymodal.core.encoders.blocks import drop_path_packed, packed_block_forward
+from polymodal.core.encoders.packing import pack, resolve_backend, unpack, varlen_attention
 from polymodal.core.tokens import Tokens
 
 

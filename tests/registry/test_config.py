@@ -108,7 +108,7 @@ def test_explicit_width_must_match_the_encoder() -> None:
 def test_head_must_read_an_existing_input() -> None:
     bad = {**BASE, "heads": {"digits": {"type": "classification", "num_classes": 10}}}
     with pytest.raises(
-        ValidationError, match=r"heads.digits reads input 'digits', which has no tokenizer; inputs: image"
+        ValidationError, match=r"heads.digits reads inputs \['digits'\], which have no tokenizer; inputs: image"
     ):
         ModelConfig.model_validate(bad)
     ok = {**BASE, "heads": {"digits": {"type": "classification", "num_classes": 10, "modality": "image"}}}

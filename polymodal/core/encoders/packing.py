@@ -13,8 +13,9 @@ This follows the "packing" of NaViT (Dehghani et al., arXiv 2307.06304) and the 
 FlashAttention-2 (Dao, arXiv 2307.08691): ``cu_seqlens`` (cumulative lengths, ``int32``) and ``max_seqlen``.
 
 Shapes: inputs ``[B_m, N_m, D]`` + mask ``[B_m, N_m]``; stream ``[T, D]``; per-head ``q``/``k``/``v``
-``[T, H, d]``. :func:`packed_block_forward` runs a timm ``Block`` over the stream using the block's own modules,
-so timm state dicts apply unchanged.
+``[T, H, d]``. This module knows no block type: :mod:`polymodal.core.encoders.blocks` runs timm's ``Block`` over a
+stream, and an encoder with other blocks brings its own (the :class:`~polymodal.core.encoders.base.Encoder` base
+class packs and unpacks for every encoder).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from polymodal.core.tokens import Tokens
 
@@ -34,10 +35,7 @@ __all__ = [
     "AttentionBackend",
     "PackedLayout",
     "available_backends",
-    "drop_path_packed",
     "pack",
-    "packed_attention",
-    "packed_block_forward",
     "resolve_backend",
     "unpack",
     "varlen_attention",
@@ -293,53 +291,3 @@ def varlen_attention(
         o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)  # [count, H, n, d]
         outs.append(o.transpose(1, 2).reshape(count * n, h, hd))
     return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-
-# -- timm blocks over the stream -------------------------------------------------------------------------------
-
-
-def drop_path_packed(x: Tensor, module: nn.Module, layout: PackedLayout) -> Tensor:
-    """Stochastic depth per *sequence* on a stream (timm's ``DropPath`` would drop per token here).
-
-    ``module`` is the block's ``drop_path1``/``drop_path2`` (``DropPath`` or ``Identity``); its ``drop_prob``,
-    ``scale_by_keep`` and training flag are honoured.
-    """
-    p = float(getattr(module, "drop_prob", 0.0))
-    if p == 0.0 or not module.training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty(layout.num_segments).bernoulli_(keep)
-    if keep > 0.0 and getattr(module, "scale_by_keep", True):
-        mask.div_(keep)
-    return x * mask.index_select(0, layout.segment_ids()).unsqueeze(-1)
-
-
-def packed_attention(
-    attn: nn.Module, x: Tensor, layout: PackedLayout, backend: AttentionBackend = "auto"
-) -> Tensor:
-    """timm ``Attention`` over a stream ``[T, D]`` using its own ``qkv``/``q_norm``/``k_norm``/``norm``/``proj``."""
-    t = x.shape[0]
-    heads, hd = attn.num_heads, attn.head_dim
-    gate = getattr(attn, "gate", None)
-    g = gate(x).sigmoid() if gate is not None else None
-    q, k, v = attn.qkv(x).view(t, 3, heads, hd).unbind(1)
-    q, k = attn.q_norm(q), attn.k_norm(k)
-    dropout_p = attn.attn_drop.p if attn.training else 0.0
-    o = varlen_attention(q, k, v, layout, dropout_p=dropout_p, backend=backend).reshape(t, heads * hd)
-    o = attn.norm(o)
-    if g is not None:
-        o = o * g
-    return attn.proj_drop(attn.proj(o))
-
-
-def packed_block_forward(
-    block: nn.Module, x: Tensor, layout: PackedLayout, backend: AttentionBackend = "auto"
-) -> Tensor:
-    """One timm ``Block`` (pre-norm attention + MLP, layer scale, drop path) over the stream ``[T, D]``.
-
-    Equals ``block(x_s)`` for each sequence ``x_s`` alone (up to float rounding).
-    """
-    y = block.ls1(packed_attention(block.attn, block.norm1(x), layout, backend))
-    x = x + drop_path_packed(y, block.drop_path1, layout)
-    y = block.ls2(block.mlp(block.norm2(x)))
-    return x + drop_path_packed(y, block.drop_path2, layout)

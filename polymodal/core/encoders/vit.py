@@ -14,7 +14,6 @@ padding, attention never crosses sequences, and padding never changes a sequence
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -26,8 +25,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from polymodal.core.encoders.base import Encoder, EncoderConfig
-from polymodal.core.encoders.packing import AttentionBackend, PackedLayout, pack, packed_block_forward, unpack
-from polymodal.core.tokens import Tokens
+from polymodal.core.encoders.blocks import packed_block_forward
+from polymodal.core.encoders.packing import AttentionBackend, PackedLayout
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -157,38 +156,24 @@ class TransformerEncoder(Encoder):
             self.load_pretrained(c.pretrained, strict=c.pretrained_strict)
 
     # -- forward ------------------------------------------------------------------------------------------------
-    def forward(self, tokens: Sequence[Tokens]) -> list[Tokens]:
-        """Encode every sequence of every input in one packed pass; same order, masks, meta and prefix."""
-        tokens = list(tokens)
-        if not tokens:
-            return []
-        for t in tokens:
-            if not isinstance(t, Tokens):
-                raise TypeError(f"{self.name}: expected a list of Tokens, got a {type(t).__name__} in it")
-            if t.dim != self.embed_dim:
-                raise ValueError(
-                    f"{self.name}: expected tokens of width {self.embed_dim}, got {t.dim} from {t.modality!r}"
-                )
-        x, layout = pack(tokens)
-        dtype = x.dtype
-        amp = self.config.autocast and x.device.type == "cuda"
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-        with ctx:
-            x = self.encode_packed(x, layout)
-        encoded = unpack(x.to(dtype), layout)
-        return [t.replace(embeddings=e.to(t.embeddings.dtype)) for t, e in zip(tokens, encoded)]
-
     def encode_packed(self, x: Tensor, layout: PackedLayout) -> Tensor:
-        """Run the blocks over a packed stream ``[T, D]`` (see :func:`polymodal.core.encoders.packing.pack`)."""
-        backend = self.config.attention_backend
-        x = self.norm_pre(x)
-        recompute = self.config.grad_checkpointing and torch.is_grad_enabled()
-        for block in self.blocks:
-            if recompute:
-                x = checkpoint(packed_block_forward, block, x, layout, backend, use_reentrant=False)
-            else:
-                x = packed_block_forward(block, x, layout, backend)
-        return self.norm(x)
+        """Run the blocks over a packed stream ``[T, D]`` (see :func:`polymodal.core.encoders.packing.pack`), under
+        bf16 autocast on CUDA when ``autocast`` is set."""
+        amp = self.config.autocast and x.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            backend = self.config.attention_backend
+            x = self.norm_pre(x)
+            recompute = self.config.grad_checkpointing and torch.is_grad_enabled()
+            for block in self.blocks:
+                if recompute:
+                    x = checkpoint(packed_block_forward, block, x, layout, backend, use_reentrant=False)
+                else:
+                    x = packed_block_forward(block, x, layout, backend)
+            return self.norm(x)
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"depth": 2}
 
     # -- freezing -----------------------------------------------------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -41,6 +42,11 @@ class HeadConfig(ComponentConfig):
     modality: str | None = Field(
         None, description="Which input's tokens the head reads; defaults to the task's own key in the model."
     )
+
+    def inputs(self, task: str) -> tuple[str, ...]:
+        """The model inputs whose encoded tokens the head's ``forward`` takes, in order (``modality``, default the
+        task's own key; heads that read more inputs add them)."""
+        return (self.modality or task,)
     loss_weight: float = Field(
         1.0, ge=0, description="Weight of this task's loss in the summed training loss."
     )
@@ -63,10 +69,6 @@ class Head(Component, nn.Module):
         nn.Module.__init__(self)
         self.config = self.coerce_config(config)
 
-    def input_keys(self, task: str) -> tuple[str, ...]:
-        """The model inputs whose encoded tokens ``forward`` takes, in order (one for most heads)."""
-        return (self.config.modality or task,)
-
     def forward(self, tokens: Tokens) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -85,6 +87,28 @@ class Head(Component, nn.Module):
     def metric_params(self) -> dict[str, Any]:
         """Plain values the metrics need (number of classes, multi-label, …)."""
         return {}
+
+    # -- examples for the conformance checks (polymodal.testing.check_head) -------------------------------------
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        """Values for the config's required fields (e.g. ``num_classes``) that make a small valid head."""
+        return {}
+
+    def example_input(self, batch_size: int = 3, generator: torch.Generator | None = None) -> tuple[Tokens, ...]:
+        """Encoded tokens for ``forward``, one :class:`Tokens` per input the head reads: a [CLS] prefix and real
+        lengths that differ between rows (the last row padded)."""
+        lengths = torch.tensor([5 + (i % 3) for i in range(batch_size)])
+        n = 1 + int(lengths.max())
+        mask = torch.arange(n)[None] < (1 + lengths)[:, None]
+        out = []
+        for key in self.config.inputs("task"):
+            x = torch.randn(batch_size, n, self.config.embed_dim, generator=generator) * mask[..., None]
+            out.append(Tokens(x, mask, key, prefix=1))
+        return tuple(out)
+
+    def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Any:
+        """A valid target for the output on ``tokens`` (``None`` for heads that need none)."""
+        return None
 
 
 def pool_tokens(tokens: Tokens, pool: Literal["cls", "mean"]) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
@@ -70,3 +71,13 @@ class ClassificationHead(Head):
 
     def metric_params(self) -> dict[str, Any]:
         return {"num_classes": self.config.num_classes, "multi_label": self.config.multi_label}
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"num_classes": 3}
+
+    def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Tensor:
+        b, c = tokens.batch_size, self.config.num_classes
+        if self.config.multi_label:
+            return torch.randint(0, 2, (b, c), generator=generator).float()
+        return torch.randint(0, c, (b,), generator=generator)

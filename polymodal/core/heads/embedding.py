@@ -39,6 +39,11 @@ class EmbeddingHeadConfig(HeadConfig):
     )
 
 
+    def inputs(self, task: str) -> tuple[str, ...]:
+        first = self.modality or task
+        return (first,) if self.pair is None else (first, self.pair)
+
+
 class EmbeddingHead(Head):
     """Projection to an L2-normalised vector; with ``pair`` set, a symmetric InfoNCE loss between the two inputs.
 
@@ -64,10 +69,6 @@ class EmbeddingHead(Head):
             self.logit_scale = nn.Parameter(scale)
         else:
             self.register_buffer("logit_scale", scale)
-
-    def input_keys(self, task: str) -> tuple[str, ...]:
-        first = self.config.modality or task
-        return (first,) if self.config.pair is None else (first, self.config.pair)
 
     def _embed(self, tokens: Tokens, second: bool) -> Tensor:
         norm, proj = (
@@ -105,6 +106,15 @@ class EmbeddingHead(Head):
 
     def metric_params(self) -> dict[str, Any]:
         return {"positives": self.config.positives}
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"out_dim": 8, "pair": "second"}
+
+    def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Tensor | None:
+        if self.config.positives != "label":
+            return None
+        return torch.randint(0, 2, (tokens.batch_size,), generator=generator)
 
 
 def info_nce(a: Tensor, b: Tensor, scale: Tensor | float, labels: Tensor | None = None) -> Tensor:

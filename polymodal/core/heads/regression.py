@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
@@ -49,3 +50,6 @@ class RegressionHead(Head):
                 f"regression: expected targets of shape {tuple(output.shape)}, got {tuple(target.shape)}"
             )
         return F.mse_loss(output, target.to(output.dtype))
+
+    def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randn(tokens.batch_size, self.config.out_dim, generator=generator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
@@ -63,3 +64,11 @@ class TokenClassificationHead(Head):
 
     def metric_params(self) -> dict[str, Any]:
         return {"num_classes": self.config.num_classes, "multi_label": False}
+
+    @classmethod
+    def example_config(cls) -> dict[str, Any]:
+        return {"num_classes": 3}
+
+    def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Tensor:
+        shape = (tokens.batch_size, tokens.num_tokens - tokens.prefix)
+        return torch.randint(0, self.config.num_classes, shape, generator=generator)
