@@ -3,7 +3,9 @@
 A page holding ``<!-- polymodal:configs -->`` gets, in its place, one table per registered component (every
 tokenizer, encoder, head and data source, plugins installed in the building environment included) built from its
 pydantic config's ``model_json_schema()``, and one for ``ModelConfig``. A page holding ``<!-- polymodal:cli -->``
-gets the help of ``polymodal`` and of every subcommand of ``polymodal.cli.build_parser()``.
+gets the help of ``polymodal`` and of every subcommand of ``polymodal.cli.build_parser()``. The navigation's
+``Modalities`` section lists every page in ``docs/modalities/`` (a new modality's page needs no edit of
+mkdocs.yml).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["cli_reference", "config_reference", "on_page_markdown"]
+__all__ = ["cli_reference", "config_reference", "on_config", "on_page_markdown"]
 
 CONFIGS_MARKER = "<!-- polymodal:configs -->"
 CLI_MARKER = "<!-- polymodal:cli -->"
@@ -21,8 +24,10 @@ KINDS = (
     ("tokenizer", "Tokenizers"),
     ("encoder", "Encoders"),
     ("head", "Heads"),
+    ("metric", "Metrics"),
     ("data source", "Data sources"),
 )
+MODALITIES_SECTION = "Modalities"
 _CONSTRAINTS = (
     ("minimum", "≥ {}"),
     ("exclusiveMinimum", "> {}"),
@@ -146,6 +151,19 @@ def cli_reference() -> str:
         else:
             os.environ["COLUMNS"] = previous
     return "\n".join(parts)
+
+
+def on_config(config: Any, **kwargs: Any) -> Any:
+    """Fill the nav's ``Modalities`` section with every page in ``docs/modalities/``, titled by its first heading."""
+    folder = Path(config["docs_dir"]) / "modalities"
+    pages = []
+    for path in sorted(folder.glob("*.md")):
+        first = next((ln for ln in path.read_text().splitlines() if ln.startswith("# ")), f"# {path.stem}")
+        pages.append({first[2:].strip(): f"modalities/{path.name}"})
+    for entry in config["nav"]:
+        if isinstance(entry, dict) and MODALITIES_SECTION in entry:
+            entry[MODALITIES_SECTION] = pages
+    return config
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:

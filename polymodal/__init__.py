@@ -46,7 +46,7 @@ _EXPORTS = {
     "DataSourceConfig": "polymodal.core.source",
     "ModalityInputError": "polymodal.core.component",
     # your own data and fine-tuning (polymodal.evaluate evaluates a model object; the CLI's config-file evaluation
-    # is polymodal.train.evaluate)
+    # is polymodal.train.evaluate_from_config)
     "ArrayDataset": "polymodal.data",
     "FileDataset": "polymodal.data",
     "stratified_split": "polymodal.data",

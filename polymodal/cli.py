@@ -149,10 +149,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from mmengine.dist import is_main_process
 
-    from polymodal.train import train
+    from polymodal.train import train_from_config
 
     start = time.perf_counter()
-    metrics = train(
+    metrics = train_from_config(
         args.config,
         work_dir=args.work_dir,
         resume=args.resume or False,
@@ -171,10 +171,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from mmengine.dist import is_main_process
 
-    from polymodal.train import evaluate
+    from polymodal.train import evaluate_from_config
 
     start = time.perf_counter()
-    metrics = evaluate(
+    metrics = evaluate_from_config(
         args.config,
         args.checkpoint,
         work_dir=args.work_dir,

@@ -46,8 +46,8 @@ default_hooks = dict(logger=dict(interval=8), checkpoint=dict(interval=100))
 TRAIN = """
 import json, sys
 import polymodal
-from polymodal.train import train
-metrics = train(sys.argv[1], work_dir=sys.argv[2])
+from polymodal.train import train_from_config
+metrics = train_from_config(sys.argv[1], work_dir=sys.argv[2])
 model = polymodal.from_pretrained(sys.argv[2] + "/pretrained", modalities=["eeg"])
 print(json.dumps({"metrics": metrics, "reloaded": sorted(model.tokenizers), "type": model.config.tokenizers["eeg"].type}))
 """

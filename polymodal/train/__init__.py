@@ -4,15 +4,15 @@ Importing this package registers everything the configs in ``configs/`` name (in
 mmengine's registries, see :mod:`polymodal.train.registry`); config files do it through
 ``custom_imports = dict(imports=["polymodal.train"])``.
 
-Two ways to train: :func:`train` / :func:`evaluate` run an mmengine config file (the CLI); :func:`fit` fine-tunes a
-model object on dataset objects in Python (``polymodal.fit``), and ``polymodal.evaluate(model, data)``
-(:func:`polymodal.train.fit.evaluate`) evaluates a model object on datasets.
+Two ways to train: :func:`train_from_config` / :func:`evaluate_from_config` run an mmengine config file (the CLI);
+:func:`fit` fine-tunes a model object on dataset objects in Python and :func:`evaluate` evaluates one on datasets
+(``polymodal.fit``, ``polymodal.evaluate``).
 """
 
 from __future__ import annotations
 
 from polymodal.train.collate import Example, Stream, TokenizerCollate, multitask_collate
-from polymodal.train.fit import FitResult, fit
+from polymodal.train.fit import FitResult, evaluate, fit
 from polymodal.train.hooks import AtomicCheckpointHook, MetricsJsonHook, RngStateHook
 from polymodal.train.metrics import MultiTaskMetric, compute_task_metrics
 from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
@@ -23,9 +23,9 @@ from polymodal.train.runner import (
     PolymodalFullyShardedDataParallel,
     PolymodalRunner,
     component_wrap_policy,
-    evaluate,
+    evaluate_from_config,
     load_config,
-    train,
+    train_from_config,
 )
 from polymodal.train.serialization import (
     SAFE_CHECKPOINT_GLOBALS,
@@ -55,6 +55,7 @@ __all__ = [
     "component_wrap_policy",
     "compute_task_metrics",
     "evaluate",
+    "evaluate_from_config",
     "fit",
     "layer_lr_scales",
     "load_checkpoint_file",
@@ -62,5 +63,5 @@ __all__ = [
     "multitask_collate",
     "param_groups",
     "safe_checkpoint_globals",
-    "train",
+    "train_from_config",
 ]

@@ -14,8 +14,8 @@ progress through mmengine's logger, validation after every epoch, the best check
 (:class:`~polymodal.train.hooks.AtomicCheckpointHook` with ``save_best``), optional early stopping (mmengine's
 ``EarlyStoppingHook``) on the main validation metric, and the best weights loaded back into the model at the end.
 
-``evaluate(model, data)`` runs the model over datasets and returns ``{"<task>/<metric>": value}``. (The CLI's
-:func:`polymodal.train.evaluate` is another function: it evaluates a checkpoint of a config file.)
+``evaluate(model, data)`` runs the model over datasets and returns ``{"<task>/<metric>": value}`` (the CLI's
+evaluation of a config file's checkpoint is :func:`polymodal.train.runner.evaluate_from_config`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ For FSDP (mmengine's ``FlexibleRunner``, chosen when the config has a ``strategy
 fixes mmengine's optimiser-state loading on resume, :class:`PolymodalFullyShardedDataParallel` runs evaluation
 through the wrapper, and :func:`component_wrap_policy` makes the encoder, tokenizers and heads FSDP units.
 
-``train(config, ...)`` and ``evaluate(config, checkpoint, ...)`` read an mmengine config file, apply overrides and
+``train_from_config(config, ...)`` and ``evaluate_from_config(config, checkpoint, ...)`` read an mmengine config file, apply overrides and
 run; after training, process 0 also writes the final model with ``save_pretrained`` into
 ``<work_dir>/pretrained``.
 """
@@ -44,9 +44,9 @@ __all__ = [
     "PolymodalFullyShardedDataParallel",
     "PolymodalRunner",
     "component_wrap_policy",
-    "evaluate",
+    "evaluate_from_config",
     "load_config",
-    "train",
+    "train_from_config",
 ]
 
 
@@ -187,7 +187,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def train(
+def train_from_config(
     config: str | Path | Config,
     *,
     work_dir: str | Path | None = None,
@@ -217,7 +217,7 @@ def train(
     return {k: v for k, v in last.items() if k not in ("epoch", "iter")}
 
 
-def evaluate(
+def evaluate_from_config(
     config: str | Path | Config,
     checkpoint: str | Path,
     *,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from polymodal.train import train
+from polymodal.train import train_from_config
 from polymodal.train.serialization import load_checkpoint_file
 
 from .conftest import REPO, image_config, run_cli
@@ -39,7 +39,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, one_
     log = proc.stdout + proc.stderr
     assert "Distributed training is not used" not in log
     work_1 = tmp_path / "one"
-    one = train(config, work_dir=work_1, cfg_options={"train_dataloader.batch_size": 16})
+    one = train_from_config(config, work_dir=work_1, cfg_options={"train_dataloader.batch_size": 16})
 
     a = load_checkpoint_file(str(work_1 / "epoch_2.pth"))
     b = load_checkpoint_file(str(work_2 / "epoch_2.pth"))

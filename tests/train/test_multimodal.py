@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mmengine.hooks import Hook
 
-from polymodal.train import train
+from polymodal.train import train_from_config
 from polymodal.train.registry import HOOKS
 
 from .conftest import CONFIGS, SMALL_ENCODER
@@ -82,7 +82,7 @@ def test_four_streams_three_modalities_train_together(
     RecordStepInputs.steps.clear()
     config = tmp_path / "multi.py"
     config.write_text(CONFIG)
-    metrics = train(config, work_dir=tmp_path / "work")
+    metrics = train_from_config(config, work_dir=tmp_path / "work")
 
     # every step: all five inputs (round-robin, 8 items per stream), one encoder call; workers collated them
     assert len(RecordStepInputs.steps) == 4 * 20  # 4 epochs; 160 items per stream, 8 per step

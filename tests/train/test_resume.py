@@ -20,7 +20,7 @@ from .conftest import REPO, image_config, run_cli
 DRIVER = """
 import os, signal, sys
 from mmengine.hooks import Hook
-from polymodal.train import train
+from polymodal.train import train_from_config
 from polymodal.train.registry import HOOKS
 
 mode, config, work_dir, at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -41,7 +41,7 @@ else:
             os.kill(os.getpid(), signal.SIGKILL)
         return real_replace(src, dst)
     os.replace = replace
-train(config, work_dir=work_dir, resume=mode == "resume_kill_in_save", cfg_options={"custom_hooks": hooks})
+train_from_config(config, work_dir=work_dir, resume=mode == "resume_kill_in_save", cfg_options={"custom_hooks": hooks})
 """
 
 MAX_EPOCHS = 4  # 192 images / 16 = 12 iterations per epoch

@@ -1,6 +1,6 @@
-"""The built-in plugin for modality-agnostic components (encoders, heads and metrics).
+"""The built-in plugin of the modality-agnostic components of :mod:`polymodal.core` (encoders, heads, metrics).
 
-Declared in our pyproject as the entry point ``core = "polymodal.core.plugin"``: the host's own defaults take the
+Declared in our pyproject as the entry point ``core = "polymodal.plugins.core"``: the host's own defaults take the
 same path as any third-party plugin.
 """
 
