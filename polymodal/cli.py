@@ -21,6 +21,7 @@ KINDS = {
     "tokenizers": "tokenizer",
     "encoders": "encoder",
     "heads": "head",
+    "metrics": "metric",
     "data": "data source",
     "plugins": None,
 }
@@ -32,12 +33,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     what = args.what
     pattern = args.filter
-    if args.markdown:
-        if what != "modalities":
-            print("polymodal: --markdown is for 'polymodal list modalities'", file=sys.stderr)
-            return 2
-        print(modality_table(pattern), end="")
-        return 0
     if what == "plugins":
         infos = plugins.list_plugins()
         rows = [("plugin", "status", "distribution", "components")]
@@ -46,10 +41,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
         _table(rows)
         for i in infos:
             if i.status == "failed":
-                print(
-                    f"\n{i.name}: {i.error}\n  entry point: {i.entry_point}\n"
-                    f"  block it with {plugins.BLOCK_ENV}={i.name}"
-                )
+                print(f"\n{i.name}: {i.error}\n  entry point: {i.entry_point}\n  {plugins.block_hint(i)}")
+        return 0
+    if args.markdown and what != "modalities":
+        print("polymodal: --markdown is for 'polymodal list modalities'", file=sys.stderr)
+        return 2
+    failed = [i for i in plugins.list_plugins() if i.status == "failed"]
+    empty = not (registry.list_modalities() if what == "modalities" else registry.list_names(KINDS[what]))
+    if empty and failed:  # e.g. torch and torchvision that do not match: every plugin fails the same way
+        first = failed[0]
+        print(
+            f"polymodal: no {what} registered: {len(failed)} plugin(s) failed to load, the first "
+            f"{first.name!r} ({first.entry_point}): {first.error}",
+            file=sys.stderr,
+        )
+        return 1
+    if args.markdown:
+        print(modality_table(pattern), end="")
         return 0
     if what == "modalities":
         rows = [("modality", "tokenizers", "data sources")]
@@ -109,7 +117,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from polymodal import registry
     from polymodal.registry.errors import UnknownNameError
 
-    kinds = [KINDS[args.kind]] if args.kind else ["tokenizer", "encoder", "head", "data source"]
+    kinds = [KINDS[args.kind]] if args.kind else [v for v in KINDS.values() if v]
     found = [(kind, registry.get(kind, args.name)) for kind in kinds if args.name in registry.list_names(kind)]
     if not found:
         every = {n for kind in kinds for n in registry.list_names(kind)}

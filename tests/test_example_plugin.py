@@ -121,3 +121,53 @@ def test_trains_alongside_a_builtin_and_beats_chance(site: Path, tmp_path: Path)
     assert metrics["eeg/accuracy"] >= 0.9, metrics  # chance 1/4; 1.0 measured
     assert metrics["imu/accuracy"] >= 0.8, metrics  # chance 1/6; 0.99 measured
     assert result["reloaded"] == ["eeg"] and result["type"] == "eeg"
+
+
+EVERYWHERE = """
+import json, sys
+from pathlib import Path
+import numpy as np, pandas as pd
+import polymodal
+from polymodal.data import from_folder, from_table
+from polymodal.demo import demo_streams, run_demo
+
+root = Path(sys.argv[1])
+source = polymodal.get("data source", "eeg_rhythms").from_config(num_train=8, num_test=4)
+rows = []
+for i, (x, y) in enumerate(source.splits()["train"]):
+    path = root / "files" / f"class_{int(y)}" / f"{i}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x.numpy())
+    rows.append({"path": str(path), "label": f"class_{int(y)}"})
+folder = from_folder(root / "files", "eeg")
+table = from_table(pd.DataFrame(rows), "eeg", target="label")
+(result,) = run_demo(root / "demo", preset="quick", modalities=["eeg"], epochs=1, log=lambda _: None)
+print(json.dumps({
+    "folder": [len(folder), folder.task.kind, folder.sample(0)["values"].shape[0]],
+    "table": [len(table), table.task.num_classes],
+    "demo_streams": "eeg" in demo_streams(),
+    "demo_rows": [r.modality for r in result.rows],
+}))
+"""
+
+
+def test_a_thirteenth_modality_needs_no_edit_outside_its_package(site: Path, tmp_path: Path) -> None:
+    """The installed example (its own package only: tokenizer with file_extensions/read_file, data source) is in
+    the demo, from_folder/from_table and the registry-driven contract tests, with no edit of polymodal."""
+    out = run(site, "-c", textwrap.dedent(EVERYWHERE), str(tmp_path), cwd=tmp_path)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["folder"] == [8, "classification", 19] and result["table"][0] == 8
+    assert result["demo_streams"] and result["demo_rows"] == ["eeg"]
+    contract = run(
+        site,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        str(ROOT / "tests" / "test_contract.py"),
+        "-k",
+        "eeg",
+        cwd=ROOT,
+    )
+    assert re.search(r"\b2 passed\b", contract.strip().splitlines()[-1]), contract[-2000:]

@@ -68,6 +68,16 @@ def polymodal_components():
     return [ImageAgain]
 """
 
+EXITS = "import sys\nsys.exit(3)\n"
+
+RETURNS_NONE = """
+from polymodal import hookimpl
+
+@hookimpl
+def polymodal_components():
+    return None
+"""
+
 PYPROJECT = """
 [build-system]
 requires = ["setuptools>=68"]
@@ -82,9 +92,12 @@ fake = "fake_good"
 fake_broken = "fake_broken"
 fake_garbage = "fake_garbage"
 fake_duplicate = "fake_duplicate"
+fake_exit = "fake_exit"
+fake_none = "fake_none"
+image = "fake_image"
 
 [tool.setuptools]
-py-modules = ["fake_good", "fake_broken", "fake_garbage", "fake_duplicate"]
+py-modules = ["fake_good", "fake_broken", "fake_garbage", "fake_duplicate", "fake_exit", "fake_none", "fake_image"]
 """
 
 PROBE = """
@@ -110,6 +123,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("fake_broken", BROKEN),
         ("fake_garbage", GARBAGE),
         ("fake_duplicate", DUPLICATE),
+        ("fake_exit", EXITS),
+        ("fake_none", RETURNS_NONE),
+        ("fake_image", GOOD.replace("fake_signal", "image_impostor")),
     ]:
         (src / f"{module}.py").write_text(textwrap.dedent(text))
     target = tmp_path_factory.mktemp("fake_site")
@@ -163,26 +179,85 @@ def test_broken_plugins_are_reported_and_isolated(site: Path) -> None:
     assert broken["error"] == "importing fake_broken raised RuntimeError: boom at import"
     garbage = infos["fake_garbage"]
     assert garbage["status"] == "failed"
-    assert "expected a Tokenizer, Encoder, Head, DataSource or Metric subclass, got 'not a class'" in garbage["error"]
+    assert (
+        "expected a Tokenizer, Encoder, Head, DataSource or Metric subclass, got 'not a class'"
+        in garbage["error"]
+    )
     dup = infos["fake_duplicate"]
     assert dup["status"] == "failed"
-    assert "tokenizer 'image' from plugin 'fake_duplicate'" in dup["error"]
-    assert "already registered by plugin 'image'" in dup["error"]
+    assert dup["error"] == "tokenizer name 'image' is reserved by polymodal's built-in plugin 'image'"
+    exits = infos["fake_exit"]  # sys.exit in a plugin's import ends nothing
+    assert exits["status"] == "failed" and exits["error"] == "importing fake_exit raised SystemExit: 3"
+    none = infos["fake_none"]
+    assert none["status"] == "failed" and "must return a list of classes, got NoneType" in none["error"]
     # the failing plugins registered nothing; the good ones work
     assert infos["fake"]["status"] == "loaded" and "fake_signal" in result["tokenizers"]
     warning = next(w for w in result["warnings"] if "'fake_broken'" in w)
     assert "entry point 'fake_broken = fake_broken' of distribution polymodal-fake-plugins 0.3.1" in warning
-    assert "POLYMODAL_BLOCK_PLUGINS=fake_broken" in warning
+    assert "POLYMODAL_BLOCK_PLUGINS=fake_broken or POLYMODAL_BLOCK_PLUGINS=polymodal-fake-plugins" in warning
+
+
+def test_a_third_party_never_takes_a_builtin_name(site: Path) -> None:
+    result = discover(site)
+    impostor = result["plugins"]["image (polymodal-fake-plugins)"]
+    assert impostor["status"] == "failed" and "image_impostor" not in result["tokenizers"]
+    assert impostor["error"] == "the name 'image' is already taken by polymodal's built-in plugin"
+    assert result["plugins"]["image"]["status"] == "loaded"
+    # the hint names the distribution, never the clashing name (which would block the built-in)
+    warning = next(w for w in result["warnings"] if "'image'" in w and "fake_image" in w)
+    assert "POLYMODAL_BLOCK_PLUGINS=polymodal-fake-plugins" in warning
+    assert "POLYMODAL_BLOCK_PLUGINS=image" not in warning
+    # blocking the built-in does not free its names
+    blocked = discover(site, POLYMODAL_BLOCK_PLUGINS="image")
+    assert blocked["plugins"]["image"]["status"] == "blocked"
+    assert blocked["plugins"]["image (polymodal-fake-plugins)"]["status"] == "failed"
+    dup = blocked["plugins"]["fake_duplicate"]
+    assert (
+        dup["status"] == "failed"
+        and "reserved by polymodal's built-in plugin 'image' (blocked)" in dup["error"]
+    )
+    assert "image" not in blocked["tokenizers"]
+
+
+def test_blocked_by_distribution_and_unknown_names_warn(site: Path) -> None:
+    result = discover(site, POLYMODAL_BLOCK_PLUGINS="polymodal-fake-plugins,imgae")
+    infos = result["plugins"]
+    fakes = [i for i in infos.values() if i["distribution"] == "polymodal-fake-plugins"]
+    assert len(fakes) == 7 and {i["status"] for i in fakes} == {"blocked"}
+    assert infos["image"]["status"] == "loaded"  # a third party's name never blocks a built-in
+    (warning,) = result["warnings"]
+    assert "POLYMODAL_BLOCK_PLUGINS names 'imgae', which no installed plugin has" in warning
+
+
+def test_cli_exits_nonzero_when_no_plugin_loads(site: Path) -> None:
+    builtins = [p.name for p in polymodal.list_plugins() if p.distribution == "polymodal"]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("POLYMODAL_")}
+    environ["PYTHONPATH"] = os.pathsep.join([str(site), environ.get("PYTHONPATH", "")])
+    environ["POLYMODAL_BLOCK_PLUGINS"] = ",".join([*builtins, "fake"])  # what is left fails
+    out = subprocess.run(
+        [sys.executable, "-m", "polymodal.cli", "list", "modalities"],
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1, out
+    assert (
+        "polymodal: no modalities registered: 6 plugin(s) failed to load, the first 'fake_broken'"
+        in out.stderr
+    )
 
 
 def test_blocked_plugins_are_not_imported(site: Path) -> None:
-    result = discover(site, POLYMODAL_BLOCK_PLUGINS="fake, fake_broken,fake_garbage,fake_duplicate")
+    result = discover(
+        site, POLYMODAL_BLOCK_PLUGINS="fake, fake_broken,fake_garbage,fake_duplicate,fake_exit,fake_none"
+    )
     infos = result["plugins"]
-    assert {infos[n]["status"] for n in ("fake", "fake_broken", "fake_garbage", "fake_duplicate")} == {
-        "blocked"
-    }
+    names = ("fake", "fake_broken", "fake_garbage", "fake_duplicate", "fake_exit", "fake_none")
+    assert {infos[n]["status"] for n in names} == {"blocked"}
     assert "fake_signal" not in result["tokenizers"]
-    assert not [w for w in result["warnings"] if "fake" in w]
+    assert not [
+        w for w in result["warnings"] if "fake" in w and "fake_image" not in w
+    ]  # (the impostor fails)
 
 
 def test_autoload_disabled_loads_only_builtins(site: Path) -> None:
@@ -192,6 +267,7 @@ def test_autoload_disabled_loads_only_builtins(site: Path) -> None:
     assert infos["fake_broken"]["status"] == "not autoloaded"
     assert infos["image"]["status"] == "loaded" and infos["core"]["status"] == "loaded"
     assert "fake_signal" not in result["tokenizers"] and "image" in result["tokenizers"]
+    assert not result["warnings"]  # third parties are neither loaded nor warned about
 
 
 def test_builtins_are_entry_points_of_polymodal() -> None:

@@ -98,6 +98,26 @@ class EegTokenizer(Tokenizer):
     name: ClassVar[str] = "eeg"
     config_class: ClassVar[type[EegTokenizerConfig]] = EegTokenizerConfig
     input_form: ClassVar[str] = "epochs `[B, C, T]` in µV (+ `channel_mask [B, C]`)"  # for `polymodal list`
+    # --8<-- [start:files]
+    # one recording per file, for polymodal.data.from_folder / from_table (a column of paths)
+    file_extensions: ClassVar[tuple[str, ...]] = (".npy", ".csv")
+
+    @classmethod
+    def read_file(cls, path: Any, config: TokenizerConfig, **options: Any) -> Any:
+        """One recording: ``.npy`` ``(C, T)`` in the montage's order, or ``.csv`` with one column per electrode
+        (named; time down the rows), read as ``{"values", "channels", "sample_rate"}`` so that ``preprocess``
+        matches channels by name. ``sample_rate=`` (Hz) gives the file's rate (default the tokenizer's)."""
+        rate = int(options.pop("sample_rate", config.sample_rate))
+        if options:
+            raise TypeError(f"eeg: read_file got unknown options {sorted(options)}")
+        if str(path).lower().endswith(".csv"):
+            import pandas as pd
+
+            frame = pd.read_csv(path)
+            return {"values": frame.to_numpy(np.float32).T, "channels": list(frame.columns), "sample_rate": rate}
+        return {"values": np.load(path).astype(np.float32), "sample_rate": rate}
+
+    # --8<-- [end:files]
 
     def __init__(self, config: EegTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
