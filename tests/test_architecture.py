@@ -32,13 +32,25 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> list[tuple[int, str]]:
+def _type_checking_lines(tree: ast.Module) -> set[int]:
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for inner in node.body:
+                lines |= set(range(inner.lineno, (inner.end_lineno or inner.lineno) + 1))
+    return lines
+
+
+def _imports(path: Path, runtime_only: bool = False) -> list[tuple[int, str]]:
     """``(line, module)`` of every ``polymodal`` import in the file, submodules resolved (``from a import b`` where
-    ``a.b`` is a module gives ``a.b``)."""
+    ``a.b`` is a module gives ``a.b``); with ``runtime_only``, without those under ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text(), str(path))
+    skip = _type_checking_lines(tree) if runtime_only else set()
     package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "polymodal"]
         elif isinstance(node, ast.ImportFrom):
@@ -83,14 +95,15 @@ def test_imports_go_only_in_the_allowed_directions(path: Path) -> None:
 
 def test_no_import_cycles() -> None:
     """No two modules import each other, directly or through others (lazy imports count: they hide a cycle rather
-    than remove it). A package's ``__init__`` re-exporting its own submodules is no edge back to itself."""
+    than remove it; imports for type checking only do not). A package's ``__init__`` re-exporting its own submodules
+    is no edge back to itself."""
     graph: dict[str, set[str]] = {}
     for path in FILES:
         name = _module_name(path)
         is_package = path.name == "__init__.py"
         graph[name] = {
             m
-            for _, m in _imports(path)
+            for _, m in _imports(path, runtime_only=True)
             if m != name
             and not (is_package and m.startswith(name + "."))
             and not (name.startswith(m + ".") and m.count(".") < 1)  # `import polymodal` for its lazy exports

@@ -2,10 +2,11 @@
 
 - In memory: ``ArrayDataset(modality, inputs, targets)`` (arrays, tensors, lists, a DataFrame), checked when made.
 - Files: ``from_folder(root, modality)`` (one sub-folder per class), ``from_table(path, modality, target=...)``
-  (CSV/TSV/JSONL/Parquet: tabular rows, texts, time series, SMILES or file paths), ``from_graphs`` (PyG graphs),
-  ``from_smiles``; each gives a :class:`FileDataset` or :class:`ArrayDataset`. The readers (``read_image``,
-  ``read_audio`` …, ``reader_for(modality)``) turn one file into the raw sample a tokenizer takes; a missing
-  optional package raises :class:`MissingExtraError` naming the ``polymodal[extra]`` to install.
+  (CSV/TSV/JSONL/Parquet: file paths, or rows in the modality's own form: table rows, texts, series, SMILES);
+  each gives a :class:`FileDataset` or :class:`ArrayDataset`. ``reader_for(modality)`` is the modality's reader of
+  one file (its tokenizer's ``read_file``); a missing optional package raises :class:`MissingExtraError` naming
+  the ``polymodal[extra]`` to install. Modality-specific builders live in their plugins (e.g.
+  ``polymodal.plugins.graph.from_smiles``).
 - ``stratified_split`` splits a dataset into train and validation; ``summarize`` describes one (printed by
   :func:`polymodal.fit` before training).
 
@@ -14,7 +15,7 @@ Items are ``(sample, target)`` for a tokenizer's ``collate``.
 
 from __future__ import annotations
 
-from polymodal.data.builders import from_folder, from_graphs, from_smiles, from_table, reader_for
+from polymodal.data.builders import column_list, from_folder, from_table, reader_for, table_targets
 from polymodal.data.dataset import (
     ArrayDataset,
     FileDataset,
@@ -24,19 +25,7 @@ from polymodal.data.dataset import (
     Task,
     infer_task,
 )
-from polymodal.data.readers import (
-    MissingExtraError,
-    read_audio,
-    read_cube,
-    read_image,
-    read_imu,
-    read_points,
-    read_series,
-    read_table,
-    read_text,
-    read_video,
-    smiles_to_graph,
-)
+from polymodal.data.readers import MissingExtraError, read_table
 from polymodal.data.split import stratified_split
 from polymodal.data.summary import DatasetSummary, summarize
 
@@ -49,22 +38,13 @@ __all__ = [
     "SampleInputError",
     "SampleReadError",
     "Task",
+    "column_list",
     "from_folder",
-    "from_graphs",
-    "from_smiles",
     "from_table",
     "infer_task",
-    "read_audio",
-    "read_cube",
-    "read_image",
-    "read_imu",
-    "read_points",
-    "read_series",
     "read_table",
-    "read_text",
-    "read_video",
     "reader_for",
-    "smiles_to_graph",
     "stratified_split",
     "summarize",
+    "table_targets",
 ]

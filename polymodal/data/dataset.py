@@ -128,8 +128,9 @@ def infer_task(
 
     Without ``task``: strings, bools or integers ``[N]`` -> classification (string labels become indices into
     ``class_names``, by default the sorted distinct labels); floats ``[N]`` -> regression; ``[N, K]`` of only 0
-    and 1 -> multilabel; other ``[N, K]`` floats -> regression of ``K`` values, except for ``time_series``, where
-    ``[N, H]`` and ``[N, C, H]`` floats are forecasts. ``task`` (a kind, a :class:`Task` or a dict) overrides.
+    and 1 -> multilabel; other ``[N, K]`` floats -> regression of ``K`` values; before these rules, the modality's
+    tokenizer may say what multi-dimensional targets of its data mean (``Tokenizer.implied_task``: float ``[N, H]``
+    and ``[N, C, H]`` targets of a series are forecasts). ``task`` (a kind, a :class:`Task` or a dict) overrides.
     """
     given: dict[str, Any] = {}
     if isinstance(task, Task):
@@ -165,17 +166,15 @@ def infer_task(
     elif kind is None:
         integral = y.dtype.kind in "biu"
         binary = y.dtype.kind == "b" or bool(np.isin(y, (0, 1)).all()) if y.size else False
-        if y.ndim == 1 and integral:
+        implied = get("tokenizer", modality).implied_task(y) if y.ndim > 1 else None
+        if implied is not None:  # the modality's own rule (e.g. float (N, C, H) targets of a series: forecasts)
+            kind, reason = implied
+        elif y.ndim == 1 and integral:
             kind, reason = "classification", f"{'boolean' if y.dtype.kind == 'b' else 'integer'} targets (N,)"
         elif y.ndim == 1:
             kind, reason = "regression", "float targets (N,)"
-        elif y.ndim == 2 and binary and modality != "time_series":
+        elif y.ndim == 2 and binary:
             kind, reason = "multilabel", f"0/1 targets (N, {y.shape[1]})"
-        elif modality == "time_series" and y.ndim in (2, 3) and not integral:
-            kind, reason = (
-                "forecasting",
-                f"float targets {('(N, H)', '(N, C, H)')[y.ndim - 2]} of a time series",
-            )
         elif y.ndim == 2:
             kind, reason = "regression", f"targets (N, {y.shape[1]})"
         else:
@@ -255,21 +254,16 @@ def sets_field(spec: Any, field: str) -> bool:
     return isinstance(spec, Mapping) and field in spec
 
 
-def series_tokenizer(first: Any, tokenizer: Any) -> Any:
-    """Time-series overrides for a task over whole series (classification, regression): several channels are mixed
-    into one sequence (``channel_mode="mixing"``, ``channels=C``, from the first sample ``(C, L)``), since a
-    channel-independent tokenizer gives one sequence per channel, which such a head cannot take. ``tokenizer`` (a
-    config, or overrides with ``channel_mode``) wins over that default."""
-    given = tokenizer if isinstance(tokenizer, Mapping) else ({} if tokenizer is None else None)
-    if given is None or "channel_mode" in given:
-        return tokenizer
-    try:
-        shape = np.shape(first.detach().cpu() if isinstance(first, Tensor) else first)
-    except ValueError:  # ragged nested lists: the tokenizer's checks will say
-        return tokenizer
-    if len(shape) != 2 or shape[0] < 2:
-        return tokenizer
-    return {"channels": int(shape[0]), "channel_mode": "mixing", **given}
+def explicit_fields(modality: Any, tokenizer: Any) -> set[str]:
+    """The tokenizer fields the user set: those a modality dict or config object sets (besides ``type``) and the
+    keys of ``tokenizer`` overrides; a whole config object given as ``tokenizer`` sets every field."""
+    fields: set[str] = set()
+    for spec in (modality, tokenizer):
+        if isinstance(spec, TokenizerConfig):
+            fields |= set(type(spec).model_fields) if spec is tokenizer else set(spec.model_fields_set)
+        elif isinstance(spec, Mapping):
+            fields |= set(spec)
+    return fields - {"type"}
 
 
 def public_config(config: TokenizerConfig) -> dict[str, Any]:
@@ -414,23 +408,6 @@ class SampleSubset(SampleDataset):
 
 
 # -- in-memory data -----------------------------------------------------------------------------------------------
-def _fit_config(modality: Any, inputs: Any) -> dict[str, Any] | None:
-    """A tokenizer config fitted on the data, for tokenizers whose config can be (e.g. a tabular schema:
-    ``from_dataframe`` / ``from_arrays`` of its config class)."""
-    name = modality if isinstance(modality, str) else None
-    if name is None:
-        return None
-    cls = get("tokenizer", name).config_class
-    if hasattr(inputs, "columns") and hasattr(cls, "from_dataframe"):
-        return cls.from_dataframe(inputs).model_dump()
-    arr = inputs if isinstance(inputs, np.ndarray) else None
-    if isinstance(inputs, Tensor):
-        arr = inputs.detach().cpu().numpy()
-    if arr is not None and arr.ndim == 2 and arr.dtype.kind in "biuf" and hasattr(cls, "from_arrays"):
-        return cls.from_arrays(numeric=arr).model_dump()
-    return None
-
-
 def _signature(x: Any) -> Any:
     if isinstance(x, Tensor):
         return ("tensor", tuple(x.shape), str(x.dtype))
@@ -482,11 +459,10 @@ class ArrayDataset(SampleDataset):
         task_, y = infer_task(targets, name, task=task, class_names=class_names)
         if len(y) != n:
             raise ValueError(f"{name}: {n} samples but {len(y)} targets")
-        if tokenizer is None:
-            tokenizer = _fit_config(modality, inputs)
-        if name == "time_series" and task_.kind != "forecasting" and not sets_field(modality, "channel_mode"):
-            first = inputs.iloc[0] if hasattr(inputs, "iloc") else inputs[0]
-            tokenizer = series_tokenizer(first, tokenizer)
+        # settings implied by the data (a table's column schema, mixing a series' channels for a whole-series task)
+        implied = get("tokenizer", name).config_for_data(inputs, task_.kind, explicit_fields(modality, tokenizer))
+        if implied:
+            tokenizer = {**implied, **tokenizer} if isinstance(tokenizer, Mapping) else tokenizer or implied
         config = tokenizer_config(modality, tokenizer)
         super().__init__(config, task_, y)
         self.inputs = inputs

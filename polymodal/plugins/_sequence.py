@@ -1,9 +1,11 @@
-"""Building blocks shared by the 1-D signal plugins (audio, imu, time_series): variable-length batches, sliding
-windows with masks, per-sequence positional tables and windowed-sinc resampling. Not a plugin (no entry point).
+"""Building blocks shared by the sequence plugins (audio, imu, time_series; text for tables): variable-length
+batches (collating ragged samples, example batches), sliding windows with masks, per-sequence positional tables,
+windowed-sinc resampling, and reading channels and targets from tables. Not a plugin (no entry point).
 
 Shapes: a variable-length batch is a zero-padded tensor ``[B, ..., T]`` plus ``lengths [B]`` (real steps per
-sequence). A window ``w`` of size ``k`` and stride ``s`` covers steps ``[w·s, w·s + k)`` and is real when those
-steps are inside the sequence, so padding never changes a sequence's windows.
+sequence), what :func:`collate_ragged` makes of samples ``[T_i]`` or ``[C, T_i]``. A window ``w`` of size ``k`` and
+stride ``s`` covers steps ``[w·s, w·s + k)`` and is real when those steps are inside the sequence, so padding never
+changes a sequence's windows. A table's numeric columns give a signal ``(C, T)`` (:func:`numeric_columns`).
 
 Resampling follows the band-limited (windowed-sinc, Hann window, polyphase) method of ``torchaudio.functional.
 resample`` (Smith, "Digital Audio Resampling", https://ccrma.stanford.edu/~jos/resample/): the rates are reduced by
@@ -22,37 +24,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from polymodal.core.component import ModalityInputError
 from polymodal.core.tokenizer import check_tensor, describe
 
 __all__ = [
-    "SampleList",
     "as_tensor",
+    "collate_ragged",
     "mask_beyond",
     "num_windows",
+    "numeric_columns",
     "pad_sequences",
     "parse_sequence_batch",
     "patch_sequences",
+    "ragged_example",
     "resample",
     "resampled_length",
     "sequence_positions",
     "window_mask",
 ]
-
-
-class SampleList(Dataset):
-    """A map-style dataset over a list of ``(sample, target)`` pairs (what the synthetic sources generate)."""
-
-    def __init__(self, items: Sequence[tuple[Any, Any]]) -> None:
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[Any, Any]:
-        return self.items[index]
 
 
 # -- variable-length batches ------------------------------------------------------------------------------------
@@ -191,6 +181,85 @@ def as_tensor(raw: Any) -> Tensor | None:
             return None
         return torch.from_numpy(np.ascontiguousarray(raw))
     return None
+
+
+def collate_ragged(
+    samples: Sequence[Any],
+    modality: str,
+    *,
+    noun: str,
+    expected: str,
+    ndim: int,
+    channels: int | None = None,
+    floating: str,
+) -> tuple[Tensor, Tensor]:
+    """Samples ``[T_i]`` (``ndim=1``) or ``[C, T_i]`` (``ndim=2``), numpy arrays or tensors, -> zero-padded float32
+    ``[B, (C,) max T_i]`` and ``lengths [B]`` (:func:`pad_sequences`); what a 1-D modality's ``collate`` does.
+
+    Every sample must be a non-empty numeric array of ``ndim`` dimensions, with ``channels`` rows when given (else
+    one row count for all), and of a float dtype (preprocess converts integers). Errors name the modality and use
+    its words: ``noun`` (one sample, e.g. ``"clip"``: "expected at least one clip to collate"), ``expected`` (the
+    samples' form, e.g. ``"recordings (6, T_i)"``) and ``floating`` (e.g. ``"float recordings"``).
+    """
+    if len(samples) == 0:
+        raise ModalityInputError(modality, f"at least one {noun} to collate", "an empty list")
+    xs = [as_tensor(s) for s in samples]
+    bad = [
+        s
+        for s, x in zip(samples, xs)
+        if x is None
+        or x.dim() != ndim
+        or x.shape[-1] == 0
+        or (channels is not None and x.shape[0] != channels)
+    ]
+    if bad:
+        raise ModalityInputError(modality, expected, describe(bad[0]))
+    if ndim == 2 and len(rows := {x.shape[0] for x in xs}) != 1:
+        raise ModalityInputError(modality, expected, f"channel counts {sorted(rows)}")
+    if not all(x.is_floating_point() for x in xs):
+        raise ModalityInputError(
+            modality, floating, describe(next(x for x in xs if not x.is_floating_point()))
+        )
+    return pad_sequences([x.float() for x in xs])
+
+
+def ragged_example(
+    batch_size: int,
+    leading: tuple[int, ...],
+    longest: int,
+    shorter_by: int,
+    generator: torch.Generator | None = None,
+    *,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """An example variable-length batch: ``offset + scale · N(0, 1)`` values ``[B, *leading, longest]``, every
+    second sequence ``shorter_by`` steps shorter (so masks are exercised), zero past each end; and ``lengths [B]``."""
+    lengths = torch.tensor([longest - (i % 2) * shorter_by for i in range(batch_size)])
+    values = offset + scale * torch.randn(batch_size, *leading, longest, generator=generator)
+    return mask_beyond(values, lengths), lengths
+
+
+# -- tables -----------------------------------------------------------------------------------------------------
+def numeric_columns(
+    frame: Any, columns: Sequence[str] | None, exclude: Sequence[str], where: str
+) -> np.ndarray:
+    """A signal ``(C, T)`` float32 from a pandas DataFrame: the ``columns`` given (one channel each, in order), or
+    every numeric column whose lower-cased name is not in ``exclude``; errors name ``where`` (e.g. the file)."""
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"{where}: no columns {missing}; it has {list(frame.columns)}")
+        picked = frame[list(columns)]
+    else:
+        keep = [c for c in frame.columns if str(c).lower() not in exclude]
+        picked = frame[keep].select_dtypes("number")
+        if picked.shape[1] == 0:
+            raise ValueError(f"{where}: no numeric columns (columns: {list(frame.columns)})")
+    values = picked.to_numpy(dtype=np.float32)
+    if values.shape[0] == 0:
+        raise ValueError(f"{where}: the file has no rows")
+    return np.ascontiguousarray(values.T)
 
 
 # -- resampling -------------------------------------------------------------------------------------------------

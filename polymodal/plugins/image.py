@@ -6,11 +6,16 @@ Tokens: ``[B, (H/p)·(W/p), D]``, all real, row-major over the patch grid; a lea
 defined on an ``img_size/p x img_size/p`` grid and resampled (bicubic) to the input's grid, so any divisible
 size works. Default: a 224 x 224 image gives 14 x 14 = 196 tokens.
 
-Shared with the other pixel-grid plugins (infrared, xray, video, hyperspectral): :func:`adapt_patch_embed`
-(timm's ``adapt_input_conv``: sum RGB filters for one channel, repeat and rescale for more),
-:func:`resample_pos_embed_2d`, :func:`patch_embed_state` (read a patch embedding from a tokenizer, our state
-dict or a timm ViT state dict), :func:`image_to_chw` (decode PIL / numpy / tensor images) and the intensity
-scalers :func:`minmax_scale`, :func:`percentile_scale`, :func:`window_scale` used by single-channel sensors.
+Files: PNG, JPEG, TIFF, BMP, WebP (:attr:`ImageTokenizer.file_extensions`), read by
+:func:`~polymodal.plugins._grid.read_image` as RGB for three channels and grey for one.
+
+The building blocks shared with the other pixel-grid plugins (infrared, xray, video, hyperspectral) live in
+:mod:`polymodal.plugins._grid` and are re-exported here: :func:`adapt_patch_embed` (timm's ``adapt_input_conv``:
+sum RGB filters for one channel, repeat and rescale for more), :func:`resample_pos_embed_2d`,
+:func:`patch_embed_state` (read a patch embedding from a tokenizer, our state dict or a timm ViT state dict),
+:func:`embed_tubelets`, :func:`image_to_chw` (decode PIL / numpy / tensor images), :func:`read_image` and the
+intensity scalers :func:`minmax_scale`, :func:`percentile_scale`, :func:`window_scale` used by single-channel
+sensors.
 
 Data source ``digits``: scikit-learn's bundled handwritten digits (real data, 1,797 images of 8 x 8, 10
 classes), upsampled to 32 x 32 and repeated over RGB.
@@ -18,27 +23,42 @@ classes), upsampled to 32 x 32 and repeated over RGB.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from typing import Any, ClassVar, NamedTuple
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from timm.layers import resample_abs_pos_embed, resample_patch_embed, trunc_normal_
+from timm.layers import resample_patch_embed, trunc_normal_
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.component import ModalityInputError
-from polymodal.core.source import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig, DemoSettings
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
 from polymodal.core.tokens import Tokens
+from polymodal.plugins._grid import (
+    IMAGE_EXTENSIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PatchEmbedState,
+    adapt_patch_embed,
+    embed_tubelets,
+    image_to_chw,
+    minmax_scale,
+    patch_embed_state,
+    percentile_scale,
+    quantiles,
+    read_image,
+    resample_pos_embed_2d,
+    window_scale,
+)
 from polymodal.registry.hookspecs import hookimpl
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
     "DigitsDataSource",
     "DigitsDataSourceConfig",
     "ImageTokenizer",
@@ -51,196 +71,10 @@ __all__ = [
     "patch_embed_state",
     "percentile_scale",
     "quantiles",
+    "read_image",
     "resample_pos_embed_2d",
     "window_scale",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-# -- shared building blocks ----------------------------------------------------------------------------------
-def adapt_patch_embed(weight: Tensor, in_chans: int) -> Tensor:
-    """Adapt patch-embedding filters ``[D, C, *kernel]`` to ``in_chans`` input channels (timm's
-    ``adapt_input_conv``).
-
-    One channel: the filters are summed over ``C`` (a grey image gets the response its RGB copy got). More
-    channels: the ``C`` filters are repeated cyclically and scaled by ``C / in_chans`` (exact for a grey image
-    when ``in_chans`` is a multiple of ``C``). Same ``C``: returned as is. Works for Conv2d and Conv3d
-    weights.
-    """
-    if weight.dim() < 3:
-        raise ValueError(
-            f"adapt_patch_embed: expected a conv weight [D, C, *kernel], got shape {tuple(weight.shape)}"
-        )
-    if in_chans < 1:
-        raise ValueError(f"adapt_patch_embed: in_chans must be positive, got {in_chans}")
-    c = weight.shape[1]
-    if in_chans == c:
-        return weight
-    w = weight.float()
-    if in_chans == 1:
-        w = w.sum(dim=1, keepdim=True)
-    else:
-        reps = [1, math.ceil(in_chans / c)] + [1] * (w.dim() - 2)
-        w = w.repeat(*reps)[:, :in_chans] * (c / in_chans)
-    return w.to(weight.dtype)
-
-
-def resample_pos_embed_2d(pos_embed: Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int]) -> Tensor:
-    """``[1, h·w, D]`` positional embedding resampled (bicubic, antialiased) from ``old_grid`` to
-    ``new_grid``."""
-    if tuple(new_grid) == tuple(old_grid):
-        return pos_embed
-    return resample_abs_pos_embed(pos_embed, list(new_grid), list(old_grid), num_prefix_tokens=0)
-
-
-class PatchEmbedState(NamedTuple):
-    """A 2-D patch embedding read by :func:`patch_embed_state`."""
-
-    weight: Tensor  # [D, C, p, p]
-    bias: Tensor | None  # [D]
-    pos_embed: Tensor | None  # [1, h*w, D], without [CLS]
-    grid: tuple[int, int] | None  # (h, w) of pos_embed
-
-
-def patch_embed_state(source: Any) -> PatchEmbedState:
-    """Read a 2-D patch embedding from an :class:`ImageTokenizer`, our state dict (``proj.weight``,
-    ``proj.bias``, ``pos_embed``) or a timm ViT state dict (``patch_embed.proj.weight``,
-    ``patch_embed.proj.bias``, ``pos_embed`` with its [CLS] position, which is dropped). The positional grid
-    is taken as square."""
-    if isinstance(source, ImageTokenizer):
-        return PatchEmbedState(
-            source.proj.weight.detach(),
-            source.proj.bias.detach(),
-            source.pos_embed.detach(),
-            source.grid_size,
-        )
-    if not isinstance(source, Mapping):
-        raise TypeError(f"expected an ImageTokenizer or a state dict, got {type(source).__name__}")
-    for prefix in ("", "patch_embed."):
-        if f"{prefix}proj.weight" in source:
-            weight, bias = source[f"{prefix}proj.weight"], source.get(f"{prefix}proj.bias")
-            break
-    else:
-        raise KeyError(
-            f"no patch embedding in the state dict: expected 'proj.weight' or 'patch_embed.proj.weight', "
-            f"got keys {sorted(source)[:8]}"
-        )
-    if weight.dim() != 4:
-        raise ValueError(
-            f"expected a Conv2d patch-embedding weight [D, C, p, p], got shape {tuple(weight.shape)}"
-        )
-    pos, grid = source.get("pos_embed"), None
-    if pos is not None:
-        n = pos.shape[1]
-        for prefix_tokens in (0, 1):
-            side = math.isqrt(n - prefix_tokens)
-            if side * side == n - prefix_tokens:
-                pos, grid = pos[:, prefix_tokens:], (side, side)
-                break
-        else:
-            raise ValueError(
-                f"pos_embed with {n} positions is neither a square grid nor a square grid + [CLS]"
-            )
-    return PatchEmbedState(weight, bias, pos, grid)
-
-
-def embed_tubelets(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """Non-overlapping 3-D patch embedding: ``F.conv3d(x, weight, bias, stride=kernel)`` as one matmul.
-
-    ``x [B, C, T, H, W]``, ``weight [D, C, t, p, q]`` (a Conv3d's) -> ``[B, T/t, H/p, W/q, D]`` (channels
-    last, so ``flatten(1, 3)`` gives the tokens). On CPU this is many times faster than ``conv3d`` at these
-    shapes.
-    """
-    b, c, t, h, w = x.shape
-    kt, kh, kw = weight.shape[2:]
-    x = x.reshape(b, c, t // kt, kt, h // kh, kh, w // kw, kw).permute(0, 2, 4, 6, 1, 3, 5, 7)
-    return F.linear(x.reshape(b, t // kt, h // kh, w // kw, -1), weight.reshape(weight.shape[0], -1), bias)
-
-
-def image_to_chw(raw: Any, in_chans: int, modality: str = "image") -> Tensor:
-    """One image -> ``[C, H, W]`` tensor: uint8 stays uint8, other integers become int64, floats float32.
-
-    Accepts a PIL image (16-bit and float modes keep their values when ``in_chans == 1``), a numpy array
-    ``(H, W)`` / ``(H, W, C)``, or a tensor ``(H, W)`` / ``(C, H, W)``. A one-channel image given to a
-    multi-channel tokenizer is repeated over the channels (grey -> RGB); another channel mismatch is an error.
-    """
-    if hasattr(raw, "convert") and hasattr(raw, "mode"):  # PIL.Image, without importing PIL
-        keep = in_chans == 1 and raw.mode in {"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-        raw = np.asarray(raw if keep else raw.convert("RGB" if in_chans == 3 else "L"))
-    if isinstance(raw, np.ndarray):
-        if raw.ndim not in (2, 3) or raw.size == 0:
-            raise ModalityInputError(modality, f"an image array (H, W) or (H, W, {in_chans})", describe(raw))
-        arr = raw[..., None] if raw.ndim == 2 else raw
-        if arr.dtype.kind == "f":
-            arr = arr.astype(np.float32)
-        elif arr.dtype.kind in "iu" and arr.dtype != np.uint8:
-            arr = arr.astype(np.int64)  # torch has no uint16/uint32 arithmetic on CPU
-        elif arr.dtype != np.uint8:
-            raise ModalityInputError(modality, "integer or float pixels", describe(raw))
-        x = torch.from_numpy(np.array(arr, order="C")).permute(2, 0, 1)  # a copy: arrays may be read-only
-        expected = f"an image array (H, W) or (H, W, {in_chans})"
-    elif isinstance(raw, Tensor):
-        if raw.dim() not in (2, 3) or raw.numel() == 0:
-            raise ModalityInputError(modality, f"an image tensor (H, W) or ({in_chans}, H, W)", describe(raw))
-        x = raw[None] if raw.dim() == 2 else raw
-        if x.is_floating_point():
-            x = x.float()
-        elif x.dtype == torch.bool or x.is_complex():
-            raise ModalityInputError(modality, "integer or float pixels", describe(raw))
-        elif x.dtype != torch.uint8:
-            x = x.long()
-        expected = f"an image tensor (H, W) or ({in_chans}, H, W)"
-    else:
-        raise ModalityInputError(
-            modality, "a PIL image, a numpy array (H, W, C) or a tensor (C, H, W)", describe(raw)
-        )
-    if x.shape[0] != in_chans:
-        if x.shape[0] != 1:
-            raise ModalityInputError(modality, expected, describe(raw))
-        x = x.expand(in_chans, -1, -1)
-    return x
-
-
-def quantiles(x: Tensor, q: Tensor) -> Tensor:
-    """``[..., len(q)]`` quantiles of ``x [..., N]`` over its last dim (linear interpolation, as
-    ``np.percentile``).
-
-    Sort-based, so unlike ``torch.quantile`` it has no input-size limit.
-    """
-    s = x.sort(dim=-1).values
-    pos = q.to(s.dtype) * (s.shape[-1] - 1)
-    lo = pos.floor().long().clamp(0, s.shape[-1] - 1)
-    hi = (lo + 1).clamp(max=s.shape[-1] - 1)
-    frac = pos - lo.to(s.dtype)
-    lo_v, hi_v = s[..., lo], s[..., hi]
-    return lo_v + (hi_v - lo_v) * frac
-
-
-def minmax_scale(x: Tensor, eps: float = 1e-12) -> Tensor:
-    """Scale each image ``[..., C, H, W]`` per channel to [0, 1] by its own min and max (constant -> 0)."""
-    x = x if x.is_floating_point() else x.float()
-    flat = x.flatten(-2)
-    lo, hi = flat.amin(-1)[..., None, None], flat.amax(-1)[..., None, None]
-    return (x - lo) / (hi - lo).clamp_min(eps)
-
-
-def percentile_scale(x: Tensor, low: float, high: float, *, clip: bool = True, eps: float = 1e-12) -> Tensor:
-    """Map each image's per-channel ``low``-th and ``high``-th percentiles (0-100) of ``x [..., C, H, W]`` to
-    0 and 1; clip to [0, 1] when ``clip``. Affine changes of the input (``a·x + b``, ``a > 0``) do not change
-    it."""
-    x = x if x.is_floating_point() else x.float()
-    q = torch.tensor([low / 100.0, high / 100.0], dtype=torch.float64, device=x.device)
-    bounds = quantiles(x.flatten(-2), q).to(x.dtype)
-    lo, hi = bounds[..., 0, None, None], bounds[..., 1, None, None]
-    y = (x - lo) / (hi - lo).clamp_min(eps)
-    return y.clamp(0.0, 1.0) if clip else y
-
-
-def window_scale(x: Tensor, center: float, width: float) -> Tensor:
-    """Display window (DICOM VOI LUT, linear): ``clip((x - (center - width/2)) / width, 0, 1)``."""
-    return ((x - (center - width / 2.0)) / width).clamp(0.0, 1.0)
 
 
 # -- the tokenizer -------------------------------------------------------------------------------------------
@@ -280,6 +114,10 @@ class ImageTokenizer(Tokenizer):
     name: ClassVar[str] = "image"
     config_class: ClassVar[type[ImageTokenizerConfig]] = ImageTokenizerConfig
     input_form: ClassVar[str] = "images `[B, C, H, W]`"
+    file_extensions: ClassVar[tuple[str, ...]] = IMAGE_EXTENSIONS
+    #: How :meth:`read_file` reads a file for ``in_chans`` other than 3 (RGB) and 1 (grey): a
+    #: :func:`read_image` mode, ``None`` keeping what is stored.
+    file_mode_otherwise: ClassVar[str | None] = None
 
     def __init__(self, config: ImageTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
@@ -313,6 +151,20 @@ class ImageTokenizer(Tokenizer):
     def pos_embed_for(self, h: int, w: int) -> Tensor:
         """``[1, h*w, D]`` positional embedding for an ``h x w`` patch grid."""
         return resample_pos_embed_2d(self.pos_embed, (h, w), self.grid_size)
+
+    @classmethod
+    def read_file(cls, path: str | Path, config: TokenizerConfig, **options: Any) -> Any:
+        """One image file -> the array :meth:`preprocess` takes (:func:`read_image`): ``(H, W, 3)`` uint8 for a
+        three-channel config, ``(H, W)`` at the stored depth for one channel, else as
+        :attr:`file_mode_otherwise` says; ``options`` (e.g. ``mode``) go to :func:`read_image`."""
+        mode = {3: "rgb", 1: "gray"}.get(config.in_chans, cls.file_mode_otherwise)
+        return read_image(path, **{"mode": mode, **options})
+
+    def patch_embed_state(self) -> PatchEmbedState:
+        """This tokenizer's patch embedding (what :func:`patch_embed_state` reads from it), detached."""
+        return PatchEmbedState(
+            self.proj.weight.detach(), self.proj.bias.detach(), self.pos_embed.detach(), self.grid_size
+        )
 
     @torch.no_grad()
     def load_patch_embed(self, source: Any) -> ImageTokenizer:
@@ -397,6 +249,10 @@ class DigitsDataSource(DataSource):
     modality: ClassVar[str] = "image"
     config_class: ClassVar[type[DigitsDataSourceConfig]] = DigitsDataSourceConfig
     num_classes: ClassVar[int] = 10
+    # 16 x 16 digits as 4 patches of 8 x 8, mean-pooled
+    demo: ClassVar[DemoSettings | None] = DemoSettings(
+        source={"image_size": 16}, tokenizer={"patch_size": 8, "img_size": 16}, head={"pool": "mean"}
+    )
 
     def splits(self) -> dict[str, Dataset]:
         from sklearn.datasets import load_digits

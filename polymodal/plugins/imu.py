@@ -12,6 +12,9 @@ positional embedding of ``max_patches`` positions is added (linearly resampled, 
 ``[B, N, D]`` with ``N = (T - patch_length) // stride + 1``; window ``w`` is real when its steps are inside the
 recording. Default (50 Hz, windows of 16 every 8): 2.56 s (128 steps) -> 15 tokens, 10 s -> 61 tokens.
 
+Files: CSV, TSV or Parquet tables with one column per axis (:attr:`ImuTokenizer.file_extensions`), read by
+:func:`read_imu` into ``(C, T)`` (or ``{"values": (C, T), "sample_rate": Hz}`` with a time column).
+
 Data source ``activities``: synthetic, documented in :class:`ActivitiesDataSource`.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,18 +30,17 @@ import torch
 from pydantic import Field, model_validator
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from polymodal.core.source import DataSource, DataSourceConfig
+from polymodal.core.source import DataSource, DataSourceConfig, DemoSettings
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, describe
 from polymodal.core.tokens import Tokens
 from polymodal.plugins._sequence import (
-    SampleList,
     as_tensor,
-    mask_beyond,
-    pad_sequences,
+    collate_ragged,
+    numeric_columns,
     parse_sequence_batch,
     patch_sequences,
+    ragged_example,
     resample,
     sequence_positions,
 )
@@ -46,14 +49,21 @@ from polymodal.registry.hookspecs import hookimpl
 __all__ = [
     "ACTIVITIES",
     "GRAVITY",
+    "IMU_COLUMNS",
+    "IMU_EXTENSIONS",
     "ActivitiesDataSource",
     "ActivitiesDataSourceConfig",
     "ImuTokenizer",
     "ImuTokenizerConfig",
     "default_imu_scales",
+    "read_imu",
 ]
 
 GRAVITY = 9.80665
+#: Column names :func:`read_imu` takes by default: accelerometer x y z, gyroscope x y z.
+IMU_COLUMNS = ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")
+#: Suffixes of the recording files ``polymodal.data.from_folder`` takes by default.
+IMU_EXTENSIONS = (".csv", ".tsv", ".parquet")
 
 
 def default_imu_scales(channels: int) -> tuple[float, ...]:
@@ -61,6 +71,34 @@ def default_imu_scales(channels: int) -> tuple[float, ...]:
     in units of 50 µT, anything further unscaled."""
     scales = (GRAVITY,) * 3 + (1.0,) * 3 + (50.0,) * 3
     return tuple(scales[i] if i < len(scales) else 1.0 for i in range(channels))
+
+
+# -- files ------------------------------------------------------------------------------------------------------
+def read_imu(
+    path: str | Path,
+    columns: Sequence[str] = IMU_COLUMNS,
+    time_column: str | None = None,
+    time_unit: float = 1.0,
+) -> np.ndarray | dict[str, Any]:
+    """One IMU recording from a CSV with named axis columns -> ``(C, T)`` float32 in ``columns`` order.
+
+    With ``time_column`` (timestamps in units of ``time_unit`` seconds, e.g. ``1e-3`` for milliseconds) the
+    result is ``{"values": (C, T), "sample_rate": Hz}``, the rate from the median time step, and the IMU tokenizer
+    resamples it to its own rate; without, the recording is taken to be at the tokenizer's rate."""
+    from polymodal.data.readers import read_table
+
+    p = Path(path)
+    frame = read_table(p)
+    values = numeric_columns(frame, columns, (), p.name)
+    if time_column is None:
+        return values
+    if time_column not in frame.columns:
+        raise KeyError(f"{p.name}: no time column {time_column!r}; it has {list(frame.columns)}")
+    t = frame[time_column].to_numpy(dtype=np.float64) * time_unit
+    dt = np.median(np.diff(t)) if len(t) > 1 else 0.0
+    if not dt > 0:
+        raise ValueError(f"{p.name}: timestamps in {time_column!r} do not increase")
+    return {"values": values, "sample_rate": round(1.0 / dt)}
 
 
 # -- the tokenizer ----------------------------------------------------------------------------------------------
@@ -108,6 +146,7 @@ class ImuTokenizer(Tokenizer):
     name: ClassVar[str] = "imu"
     config_class: ClassVar[type[ImuTokenizerConfig]] = ImuTokenizerConfig
     input_form: ClassVar[str] = "signals `[B, C, T]` (or a list of `[C, T_i]`)"
+    file_extensions: ClassVar[tuple[str, ...]] = IMU_EXTENSIONS
 
     def __init__(self, config: ImuTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
@@ -115,6 +154,15 @@ class ImuTokenizer(Tokenizer):
         self.proj = nn.Linear(c.channels * c.patch_length, c.embed_dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, c.max_patches, c.embed_dim))
         trunc_normal_(self.pos_embed, std=0.02)
+
+    @classmethod
+    def read_file(
+        cls, path: str | Path, config: TokenizerConfig, **options: Any
+    ) -> np.ndarray | dict[str, Any]:
+        """One recording file -> ``(C, T)`` (or with its rate, given ``time_column``): :func:`read_imu` with
+        ``options`` (``columns``, ``time_column``, ``time_unit``), what :meth:`preprocess` takes; the config does not
+        change how it is read."""
+        return read_imu(path, **options)
 
     def num_tokens(self, num_steps: int) -> int:
         """Real tokens of a recording of ``num_steps`` steps."""
@@ -183,29 +231,25 @@ class ImuTokenizer(Tokenizer):
     def collate(self, samples: Sequence[Any]) -> dict[str, Tensor]:
         """Recordings ``[C, T_i]`` -> ``{"values": [B, C, max T_i] zero-padded, "lengths": [B]}``."""
         c = self.config
-        if len(samples) == 0:
-            raise self.fail("at least one recording to collate", "an empty list")
-        xs = [as_tensor(s) for s in samples]
-        bad = [
-            s
-            for s, x in zip(samples, xs)
-            if x is None or x.dim() != 2 or x.shape[0] != c.channels or x.shape[1] == 0
-        ]
-        if bad:
-            raise self.fail(f"recordings ({c.channels}, T_i)", describe(bad[0]))
-        if not all(x.is_floating_point() for x in xs):
-            raise self.fail("float recordings", describe(next(x for x in xs if not x.is_floating_point())))
-        values, lengths = pad_sequences([x.float() for x in xs])
+        values, lengths = collate_ragged(
+            samples,
+            self.modality,
+            noun="recording",
+            expected=f"recordings ({c.channels}, T_i)",
+            ndim=2,
+            channels=c.channels,
+            floating="float recordings",
+        )
         return {"values": values, "lengths": lengths}
 
     def example_input(
         self, batch_size: int = 2, generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
         c = self.config
-        longest = c.patch_length + 3 * c.stride
-        lengths = torch.tensor([longest - (i % 2) * c.stride for i in range(batch_size)])
-        values = torch.randn(batch_size, c.channels, longest, generator=generator)
-        return {"values": mask_beyond(values, lengths), "lengths": lengths}
+        values, lengths = ragged_example(
+            batch_size, (c.channels,), c.patch_length + 3 * c.stride, c.stride, generator
+        )
+        return {"values": values, "lengths": lengths}
 
     def invalid_examples(self) -> list[Any]:
         c = self.config
@@ -284,6 +328,7 @@ class ActivitiesDataSource(DataSource):
     modality: ClassVar[str] = "imu"
     config_class: ClassVar[type[ActivitiesDataSourceConfig]] = ActivitiesDataSourceConfig
     num_classes: ClassVar[int] = len(ACTIVITIES)
+    demo: ClassVar[DemoSettings | None] = DemoSettings(head={"pool": "mean"})
 
     def generate(self, num: int, seed: int) -> list[tuple[Tensor, int]]:
         """``num`` recordings ``(float32 [6, T_i], activity)``, classes balanced, in a seeded random order."""
@@ -336,13 +381,6 @@ class ActivitiesDataSource(DataSource):
         gyro = gyro + noise_g + u(-0.02, 0.02, (1, 3))  # constant bias per recording
         signals = torch.cat([accel + noise_a, gyro], -1).transpose(1, 2).float()  # [N, 6, T]
         return [(signals[i, :, : int(lengths[i])].clone(), int(labels[i])) for i in range(num)]
-
-    def splits(self) -> dict[str, Dataset]:
-        c = self.config
-        return {
-            "train": SampleList(self.generate(c.num_train, c.seed)),
-            "test": SampleList(self.generate(c.num_test, c.seed + 1_000_003)),
-        }
 
 
 @hookimpl

@@ -10,6 +10,8 @@ Tokens: ``[B, (H/p)·(W/p), D]``, all real, with the image tokenizer's resampled
 tokenizer *is* :class:`~polymodal.plugins.image.ImageTokenizer` with one channel, so
 ``load_patch_embed(rgb_tokenizer)`` initialises it from RGB weights (filters summed over RGB). Default: a
 224 x 224 frame gives 196 tokens; a 640 x 512 frame 40 x 32 = 1,280.
+Files: the image tokenizer's (PNG, TIFF, … through :func:`~polymodal.plugins._grid.read_image`), read as grey at
+full depth (16-bit TIFF / PNG counts stay counts) for one channel, as RGB otherwise.
 
 Data source ``thermal_scenes`` (synthetic): long-wave infrared frames of warm objects on a background. Each
 pixel's radiance is Planck's law integrated over 8-14 µm at its temperature (background 275-305 K with a
@@ -31,8 +33,9 @@ from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.source import DataSource, DataSourceConfig
-from polymodal.plugins.image import ImageTokenizer, ImageTokenizerConfig, minmax_scale, percentile_scale
+from polymodal.core.source import DataSource, DataSourceConfig, DemoSettings
+from polymodal.plugins._grid import minmax_scale, percentile_scale
+from polymodal.plugins.image import ImageTokenizer, ImageTokenizerConfig
 from polymodal.registry.hookspecs import hookimpl
 
 __all__ = [
@@ -106,6 +109,7 @@ class InfraredTokenizer(ImageTokenizer):
     name: ClassVar[str] = "infrared"
     config_class: ClassVar[type[InfraredTokenizerConfig]] = InfraredTokenizerConfig
     input_form: ClassVar[str] = "thermal frames `[B, 1, H, W]`"
+    file_mode_otherwise: ClassVar[str | None] = "rgb"  # files: grey for one channel, RGB otherwise
 
     def to_unit_range(self, x: Tensor, raw: Any = None) -> Tensor:
         """Raw counts, 8-bit values or temperatures of one frame ``[C, H, W]`` -> [0, 1], per image."""
@@ -132,6 +136,10 @@ class ThermalScenesDataSource(DataSource):
     name: ClassVar[str] = "thermal_scenes"
     modality: ClassVar[str] = "infrared"
     config_class: ClassVar[type[ThermalScenesDataSourceConfig]] = ThermalScenesDataSourceConfig
+    # 32 x 32 frames as 16 patches of 8 x 8, mean-pooled
+    demo: ClassVar[DemoSettings | None] = DemoSettings(
+        tokenizer={"patch_size": 8, "img_size": 32}, head={"pool": "mean"}
+    )
 
     def scenes(self, num: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """``num`` scenes: ``temperature`` and ``emissivity`` ``[num, S, S]``, ``ambient`` ``[num, 1, 1]``

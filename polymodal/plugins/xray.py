@@ -11,6 +11,8 @@ Tokens: ``[B, (H/p)·(W/p), D]``, all real, with a 2-D positional embedding defi
 and resampled to other grids; the tokenizer *is* :class:`~polymodal.plugins.image.ImageTokenizer` with one
 channel, so ``load_patch_embed(rgb_tokenizer)`` initialises it from RGB weights (filters summed over RGB).
 Default: a radiograph of any size is resized to 384 x 384 and gives 24 x 24 = 576 tokens.
+Files: the image tokenizer's (PNG, TIFF, … through :func:`~polymodal.plugins._grid.read_image`), read as grey at
+full depth (12- and 16-bit data keep their values) for one channel, as RGB otherwise.
 
 Data source ``nodule_phantoms`` (synthetic): projection radiographs of a chest-like phantom. The phantom is a
 set of ellipsoids (body, two lungs, heart, spine, ribs) with attenuation coefficients that add where they
@@ -32,8 +34,9 @@ from pydantic import Field, model_validator
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from polymodal.core.source import DataSource, DataSourceConfig
-from polymodal.plugins.image import ImageTokenizer, ImageTokenizerConfig, percentile_scale, window_scale
+from polymodal.core.source import DataSource, DataSourceConfig, DemoSettings
+from polymodal.plugins._grid import percentile_scale, window_scale
+from polymodal.plugins.image import ImageTokenizer, ImageTokenizerConfig
 from polymodal.registry.hookspecs import hookimpl
 
 __all__ = [
@@ -126,6 +129,7 @@ class XrayTokenizer(ImageTokenizer):
     name: ClassVar[str] = "xray"
     config_class: ClassVar[type[XrayTokenizerConfig]] = XrayTokenizerConfig
     input_form: ClassVar[str] = "radiographs `[B, 1, H, W]`"
+    file_mode_otherwise: ClassVar[str | None] = "rgb"  # files: grey for one channel, RGB otherwise
 
     def to_unit_range(self, x: Tensor, raw: Any = None) -> Tensor:
         """Raw pixel data of one radiograph ``[C, H, W]`` -> [0, 1] by the configured window or
@@ -161,6 +165,14 @@ class NodulePhantomsDataSource(DataSource):
     name: ClassVar[str] = "nodule_phantoms"
     modality: ClassVar[str] = "xray"
     config_class: ClassVar[type[NodulePhantomsDataSourceConfig]] = NodulePhantomsDataSourceConfig
+    # 32 x 32 radiographs kept at their size, as 16 patches of 8 x 8, mean-pooled; nodules of radius 0.2-0.3 of
+    # the half-width instead of 0.08-0.12, which a randomly initialised encoder does not learn to find in the
+    # demo's budget
+    demo: ClassVar[DemoSettings | None] = DemoSettings(
+        source={"image_size": 32, "nodule_radius": (0.2, 0.3)},
+        tokenizer={"patch_size": 8, "img_size": 32, "resize": None},
+        head={"pool": "mean"},
+    )
 
     def raw_radiographs(self, num: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``num`` radiographs ``[num, S, S]`` uint16 (12-bit, dense = bright) and labels ``[num]`` (1 =

@@ -19,10 +19,11 @@ from torch.utils.data import DataLoader
 
 import polymodal
 from polymodal.data import MissingExtraError, SampleInputError, SampleReadError
-from polymodal.data.builders import from_folder, from_smiles, from_table
+from polymodal.data.builders import from_folder, from_table
 from polymodal.data.dataset import SampleDataset
-from polymodal.data.readers import read_imu
 from polymodal.plugins._sequence import resample
+from polymodal.plugins.graph import from_smiles
+from polymodal.plugins.imu import read_imu
 from polymodal.train.multitask import MultiTaskDataset
 
 from .test_arrays import ENCODER
@@ -179,6 +180,8 @@ def _model(data: SampleDataset) -> polymodal.MultimodalModel:
 def test_every_modality_from_files_fits_and_evaluates(tmp_path: Path, modality: str) -> None:
     if modality == "video":
         pytest.importorskip("av")
+    if modality not in MODALITIES:
+        pytest.skip(f"{modality}: no files written for it here (its plugin's own tests read its files)")
     data = MODALITIES[modality](tmp_path)
     assert data.modality == modality and len(data) in (2 * PER_CLASS, 10)
     assert data.task.kind == "classification" and data.task.num_classes == 2

@@ -13,22 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from polymodal.data.points import read_ply, sample_surface
-from polymodal.data.readers import (
-    MissingExtraError,
-    read_audio,
-    read_cube,
-    read_image,
-    read_imu,
-    read_points,
-    read_series,
-    read_table,
-    read_text,
-    read_video,
-    smiles_to_graph,
-)
-from polymodal.plugins.audio import AudioTokenizer
-from polymodal.plugins.video import uniform_frame_indices
+from polymodal.data.readers import MissingExtraError, read_table
+from polymodal.plugins._grid import read_image
+from polymodal.plugins.audio import AudioTokenizer, read_audio
+from polymodal.plugins.graph import smiles_to_graph
+from polymodal.plugins.hyperspectral import read_cube
+from polymodal.plugins.imu import read_imu
+from polymodal.plugins.point_cloud import read_ply, read_points, sample_surface
+from polymodal.plugins.text import read_text
+from polymodal.plugins.time_series import read_series
+from polymodal.plugins.video import read_video, uniform_frame_indices
 
 RNG = np.random.default_rng(0)
 

@@ -5,6 +5,8 @@ and padding invariance, token counts, preprocessing, errors, the synthetic sound
 from __future__ import annotations
 
 import math
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +19,12 @@ from polymodal.plugins._sequence import resample, resampled_length, sequence_pos
 from polymodal.plugins.audio import (
     AST_MEAN,
     AST_STD,
+    AUDIO_EXTENSIONS,
     SOUND_CLASSES,
     AudioTokenizer,
     SyntheticSoundsDataSource,
     kaldi_fbank,
+    read_audio,
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
@@ -109,6 +113,9 @@ def test_discovered_through_entry_point() -> None:
     assert next(p for p in polymodal.list_plugins() if p.name == "audio").status == "loaded"
     assert polymodal.get("tokenizer", "audio") is AudioTokenizer
     assert polymodal.get("data source", "synthetic_sounds") is SyntheticSoundsDataSource
+    # the entry point names the package; its classes live in the package's modules
+    assert AudioTokenizer.__module__ == "polymodal.plugins.audio.tokenizer"
+    assert SyntheticSoundsDataSource.__module__ == "polymodal.plugins.audio.data"
 
 
 def test_conformance() -> None:
@@ -358,3 +365,85 @@ def test_synthetic_sounds() -> None:
             q = len(peak) // 4
             rise = peak[-q:].median() - peak[:q].median()
             assert (rise > 5) if SOUND_CLASSES[y] == "rising_chirp" else (rise < -5)
+
+
+def test_synthetic_sounds_splits_come_from_generate() -> None:
+    source = SyntheticSoundsDataSource.from_config(num_train=12, num_test=6)
+    splits = source.splits()
+    assert [y for _, y in splits["train"]] == [3, 2, 1, 4, 5, 5, 0, 3, 0, 4, 2, 1]
+    assert [y for _, y in splits["test"]] == [0, 3, 4, 2, 1, 5]
+    assert [x.numel() for x, _ in splits["train"]][:4] == [14526, 11822, 8724, 9467]
+    first = splits["train"][0][0]
+    assert first.dtype == torch.float32
+    assert first[:3].tolist() == pytest.approx([0.00161233, -0.01105469, -0.01185964], abs=1e-7)
+    test = source.generate(6, 1_000_003)  # the test split: seed + TEST_SEED_OFFSET
+    assert all(torch.equal(a, b) and y == t for (a, y), (b, t) in zip(splits["test"], test))
+    assert "splits" not in SyntheticSoundsDataSource.__dict__  # the base class makes them
+
+
+def test_demo_settings() -> None:
+    demo = SyntheticSoundsDataSource.demo
+    assert demo is not None and dict(demo.source) == {} and demo.fit is None
+    assert dict(demo.tokenizer) == {
+        "num_mel_bins": 64,
+        "patch_size": 32,
+        "stride_time": 32,
+        "stride_freq": 32,
+    }
+    assert dict(demo.head) == {"pool": "mean"}
+    tok = AudioTokenizer.from_config(embed_dim=8, **demo.tokenizer)
+    assert tok.num_tokens(16000) == 3 * 2  # a 1 s clip: 98 frames -> 3 columns of 2 rows
+
+
+def collate_messages(samples: list) -> str:
+    with pytest.raises(ModalityInputError) as info:
+        tokenizer().collate(samples)
+    return str(info.value)
+
+
+def test_collate_pads_clips_and_names_what_is_wrong() -> None:
+    batch = tokenizer().collate([np.ones(3, np.float32), torch.full((5,), 0.5, dtype=torch.float64)])
+    assert batch["lengths"].tolist() == [3, 5] and batch["waveform"].dtype == torch.float32
+    assert batch["waveform"].tolist() == [[1, 1, 1, 0, 0], [0.5] * 5]
+    assert collate_messages([]) == "audio: expected at least one clip to collate, got an empty list"
+    assert collate_messages([torch.zeros(0)]) == (
+        "audio: expected clips as 1-D float arrays (samples,), got tensor of shape (0,) and dtype float32"
+    )
+    assert collate_messages([torch.zeros(3, dtype=torch.int16)]) == (
+        "audio: expected float clips (preprocess converts integer PCM), got tensor of shape (3,) and dtype int16"
+    )
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def test_files() -> None:
+    assert (
+        AudioTokenizer.file_extensions
+        == AUDIO_EXTENSIONS
+        == (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+    )
+
+
+def test_read_file_is_read_audio(tmp_path: Path) -> None:
+    # two channels, interleaved: (16384, -16384), (8192, 0), (-32768, 32767) -> their means / 2^15
+    path = write_wav(
+        tmp_path / "clip.wav", np.array([16384, -16384, 8192, 0, -32768, 32767]), 8000, channels=2
+    )
+    wave_, rate = AudioTokenizer.read_file(path, AudioTokenizer.default_config())
+    assert rate == 8000 and wave_.dtype == np.float32
+    assert wave_.tolist() == [0.0, 0.125, -0.5 / 32768]
+    raw, raw_rate = read_audio(path)
+    assert raw_rate == rate and np.array_equal(raw, wave_)
+    x = AudioTokenizer.from_config(embed_dim=8).preprocess(
+        AudioTokenizer.read_file(path, AudioTokenizer.default_config())
+    )
+    assert tuple(x.shape) == (6,)  # resampled from 8 kHz to the tokenizer's 16 kHz
+    with pytest.raises(TypeError):  # read_audio takes no options
+        AudioTokenizer.read_file(path, AudioTokenizer.default_config(), mode="rgb")

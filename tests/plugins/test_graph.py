@@ -14,7 +14,8 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GCNConv, GINConv, GINEConv
 
 import polymodal
-import polymodal.plugins.graph as graph_module
+import polymodal.plugins.graph.encodings as encodings_module
+import polymodal.plugins.graph.tokenizer as tokenizer_module
 from polymodal.core.component import ModalityInputError
 from polymodal.plugins.graph import (
     GRAPH_FAMILIES,
@@ -110,7 +111,7 @@ def test_laplacian_pe_of_a_cycle_and_the_sparse_solver(monkeypatch: pytest.Monke
     lap = normalized_laplacian(cycle(n), n)
     expected = sorted(1 - math.cos(2 * math.pi * m / n) for m in range(n))[1 : k + 1]
     dense = laplacian_pe(cycle(n), n, k).double()
-    monkeypatch.setattr(graph_module, "DENSE_EIGEN_LIMIT", 4)  # scipy's eigsh path, as for > 2,000 nodes
+    monkeypatch.setattr(encodings_module, "DENSE_EIGEN_LIMIT", 4)  # scipy's eigsh path, as for > 2,000 nodes
     sparse = laplacian_pe(cycle(n), n, k).double()
     for pe in (dense, sparse):
         lams = [float(pe[:, c] @ lap @ pe[:, c]) for c in range(k)]
@@ -273,13 +274,13 @@ def test_graphs_of_3_and_200_nodes_in_one_batch(config: dict) -> None:
 
 def test_collate_computes_each_encoding_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = graph_module.laplacian_pe
+    real = tokenizer_module.laplacian_pe
 
     def counting(edge_index: Tensor, num_nodes: int, k: int) -> Tensor:
         calls.append(num_nodes)
         return real(edge_index, num_nodes, k)
 
-    monkeypatch.setattr(graph_module, "laplacian_pe", counting)
+    monkeypatch.setattr(tokenizer_module, "laplacian_pe", counting)  # the name preprocess looks up
     tok = tokenizer()
     raw = [Data(edge_index=cycle(4), num_nodes=4), Data(edge_index=path(6), num_nodes=6)]
     ready = [tok.preprocess(g) for g in raw]

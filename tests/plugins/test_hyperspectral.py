@@ -1,7 +1,9 @@
 """hyperspectral plugin: group-wise spectral tokens against a loop, neighbourhood extraction against a naive
-reflect-padded loop, preprocessing, errors, the linear-mixing data sources."""
+reflect-padded loop, preprocessing, errors, the linear-mixing data sources and their demo settings, cube files."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,14 +12,16 @@ from pydantic import ValidationError
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.plugins import hyperspectral
+from polymodal.plugins._grid import resample_pos_embed_2d
 from polymodal.plugins.hyperspectral import (
     HyperspectralTokenizer,
     MixedPatchesDataSource,
     MixedPixelsDataSource,
     endmember_spectra,
     extract_neighbourhoods,
+    read_cube,
 )
-from polymodal.plugins.image import resample_pos_embed_2d
 from polymodal.testing import check_data_source, check_tokenizer
 
 
@@ -200,6 +204,81 @@ def test_mixed_patches_labels_are_the_majority_material() -> None:
     majority = np.array([np.bincount(a, minlength=6).argmax() for a in abundances.argmax(1).reshape(32, -1)])
     assert np.array_equal(majority, y.numpy())
     assert source.baseline() == pytest.approx(1 / 6)
+
+
+def test_splits_are_pinned() -> None:
+    patches = MixedPatchesDataSource.from_config(num_train=12, num_test=10, bands=32).splits()
+    assert [int(patches["train"][i][1]) for i in range(8)] == [5, 5, 4, 5, 5, 0, 0, 5]
+    assert [int(patches["test"][i][1]) for i in range(8)] == [5, 2, 3, 5, 5, 5, 0, 0]
+    assert float(patches["train"][0][0].double().sum()) == pytest.approx(-1777.817, abs=0.01)
+    assert float(patches["test"][0][0].double().sum()) == pytest.approx(-2130.248, abs=0.01)
+    pixels = MixedPixelsDataSource.from_config(num_train=12, num_test=10, bands=32).splits()
+    assert [int(pixels["train"][i][1]) for i in range(8)] == [3, 5, 3, 1, 2, 2, 4, 3]
+    assert [int(pixels["test"][i][1]) for i in range(8)] == [1, 2, 2, 5, 1, 4, 0, 1]
+    assert float(pixels["train"][0][0].double().sum()) == pytest.approx(-853.568, abs=0.01)
+    assert float(pixels["test"][0][0].double().sum()) == pytest.approx(-170.064, abs=0.01)
+
+
+def test_demo_settings_are_the_mixed_patches() -> None:
+    from polymodal.demo import DemoStream, demo_streams
+
+    demo = MixedPatchesDataSource.demo
+    assert demo is not None and demo.fit is None and dict(demo.source) == {}
+    assert dict(demo.tokenizer) == {"band_group": 16} and dict(demo.head) == {"pool": "mean"}
+    assert MixedPixelsDataSource.demo is None
+    assert demo_streams(["hyperspectral"])["hyperspectral"] == DemoStream(
+        {"type": "mixed_patches"}, {"band_group": 16}, {"pool": "mean"}
+    )
+
+
+def test_the_package_re_exports_its_parts() -> None:
+    from polymodal.plugins.hyperspectral import data, files, neighbourhoods
+    from polymodal.plugins.hyperspectral import tokenizer as module
+
+    parts = (data, files, neighbourhoods, module)
+    for name in hyperspectral.__all__:
+        assert any(getattr(m, name, None) is getattr(hyperspectral, name) for m in parts), name
+    assert HyperspectralTokenizer.__module__ == "polymodal.plugins.hyperspectral.tokenizer"
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+def test_cube_formats_read_back_equal(tmp_path: Path) -> None:
+    from scipy import io as scipy_io
+
+    cube = np.random.default_rng(4).random((4, 5, 6)).astype(np.float32)
+    np.save(tmp_path / "c.npy", cube)
+    np.savez(tmp_path / "c.npz", labels=np.zeros(3), cube=cube)
+    scipy_io.savemat(tmp_path / "c.mat", {"indian_pines": cube})
+    for suffix in ("npy", "npz", "mat"):
+        assert np.array_equal(read_cube(tmp_path / f"c.{suffix}"), cube), suffix
+    np.savez(tmp_path / "two.npz", a=cube, b=cube[::-1])
+    assert np.array_equal(read_cube(tmp_path / "two.npz", key="b"), cube[::-1])
+    with pytest.raises(
+        ValueError, match=r"two.npz: expected one 3-D array \(or key=...\), found \['a', 'b'\]"
+    ):
+        read_cube(tmp_path / "two.npz")
+    with pytest.raises(KeyError, match=r"c.npz: no array 'x'; it has \['cube', 'labels'\]"):
+        read_cube(tmp_path / "c.npz", key="x")
+    np.save(tmp_path / "flat.npy", cube[0])
+    with pytest.raises(ValueError, match=r"expected a numeric cube \(H, W, bands\), got float32 \(5, 6\)"):
+        read_cube(tmp_path / "flat.npy")
+    (tmp_path / "c.tif").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"read_cube: expected a .npy, .npz or .mat file, got c.tif"):
+        read_cube(tmp_path / "c.tif")
+
+
+def test_file_extensions_and_read_file(tmp_path: Path) -> None:
+    assert HyperspectralTokenizer.file_extensions == (".npy", ".npz", ".mat")
+    cube = np.random.default_rng(5).integers(0, 10000, (7, 7, 16)).astype(np.uint16)
+    np.savez(tmp_path / "scene.npz", a=cube, b=cube[:, :, :8])
+    config = HyperspectralTokenizer.config_class(bands=16, scale=10000.0)
+    read = HyperspectralTokenizer.read_file(tmp_path / "scene.npz", config, key="a")  # options: read_cube's
+    assert read.dtype == np.uint16 and np.array_equal(read, cube)
+    np.save(tmp_path / "scene.npy", cube)
+    assert np.array_equal(HyperspectralTokenizer.read_file(tmp_path / "scene.npy", config), cube)
+    tok = tokenizer(bands=16, scale=10000.0)
+    ref = torch.from_numpy((cube.astype(np.float64) / 10000.0 - 0.5) / 0.5).permute(2, 0, 1).float()
+    assert torch.allclose(tok.preprocess(read), ref, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,7 +1,12 @@
 """image plugin: patch embedding against a loop, positional resampling, preprocessing of every input form,
-weight adaptation (timm's adapt_input_conv idea, timm ViT state dicts), errors, the digits data."""
+weights from timm ViT state dicts, errors, files, the digits data and its demo settings; the shared grid helpers
+are tested in test_grid.py and re-exported here."""
 
 from __future__ import annotations
+
+import functools
+import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,19 +16,15 @@ from pydantic import ValidationError
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.plugins import _grid, image
 from polymodal.plugins.image import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     DigitsDataSource,
     ImageTokenizer,
-    adapt_patch_embed,
-    embed_tubelets,
-    minmax_scale,
     patch_embed_state,
-    percentile_scale,
-    quantiles,
+    read_image,
     resample_pos_embed_2d,
-    window_scale,
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
@@ -229,29 +230,6 @@ def test_config_errors() -> None:
         ImageTokenizer.from_config(resize=0)
 
 
-def test_adapt_patch_embed_one_channel_sums_and_more_channels_repeat_and_rescale() -> None:
-    w = torch.randn(4, 3, 2, 2)
-    one = adapt_patch_embed(w, 1)
-    assert torch.equal(one, w.sum(1, keepdim=True))
-    grey = torch.randn(1, 1, 4, 4)
-    assert torch.allclose(
-        F.conv2d(grey, one, stride=2), F.conv2d(grey.expand(-1, 3, -1, -1), w, stride=2), atol=1e-6
-    )
-    five = adapt_patch_embed(w, 5)
-    assert torch.allclose(five, torch.cat([w, w[:, :2]], 1) * 3 / 5)
-    six = adapt_patch_embed(w, 6)  # a multiple of 3: a grey image gives the same response
-    assert torch.allclose(
-        F.conv2d(grey.expand(-1, 6, -1, -1), six, stride=2),
-        F.conv2d(grey.expand(-1, 3, -1, -1), w, stride=2),
-        atol=1e-5,
-    )
-    assert adapt_patch_embed(w, 3) is w
-    w3d = torch.randn(4, 3, 2, 2, 2)  # Conv3d weights work too
-    assert torch.equal(adapt_patch_embed(w3d, 1), w3d.sum(1, keepdim=True))
-    with pytest.raises(ValueError, match=r"expected a conv weight \[D, C, \*kernel\], got shape \(4, 3\)"):
-        adapt_patch_embed(torch.zeros(4, 3), 1)
-
-
 def test_load_patch_embed_from_a_timm_vit_state_dict() -> None:
     from timm.models.vision_transformer import VisionTransformer
 
@@ -280,27 +258,92 @@ def test_load_patch_embed_from_a_timm_vit_state_dict() -> None:
         tok.load_patch_embed({"blocks.0.norm1.weight": torch.zeros(8)})
 
 
-def test_embed_tubelets_equals_conv3d() -> None:
-    x = torch.randn(2, 3, 4, 8, 12, dtype=torch.float64)
-    w = torch.randn(5, 3, 2, 4, 4, dtype=torch.float64)
-    b = torch.randn(5, dtype=torch.float64)
-    ref = F.conv3d(x, w, b, stride=(2, 4, 4)).permute(0, 2, 3, 4, 1)
-    assert torch.allclose(embed_tubelets(x, w, b), ref, atol=1e-12)
+SHARED = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
+    "PatchEmbedState",
+    "adapt_patch_embed",
+    "embed_tubelets",
+    "image_to_chw",
+    "minmax_scale",
+    "patch_embed_state",
+    "percentile_scale",
+    "quantiles",
+    "read_image",
+    "resample_pos_embed_2d",
+    "window_scale",
+]
 
 
-def test_intensity_scalers_against_numpy() -> None:
-    x = torch.from_numpy(np.random.default_rng(2).normal(size=(2, 3, 7, 5)) * 100)
-    q = torch.tensor([0.0, 0.013, 0.5, 0.99, 1.0], dtype=torch.float64)
-    ref = np.percentile(x.flatten(-2).numpy(), q.numpy() * 100, axis=-1).transpose(1, 2, 0)
-    assert np.allclose(quantiles(x.flatten(-2), q).numpy(), ref, atol=1e-9)
-    lo, hi = np.percentile(x[1, 2].numpy(), [2, 98])
-    ref = np.clip((x[1, 2].numpy() - lo) / (hi - lo), 0, 1)
-    assert np.allclose(percentile_scale(x, 2, 98)[1, 2].numpy(), ref, atol=1e-9)
-    ch = x[0, 1]
-    assert torch.allclose(minmax_scale(x)[0, 1], (ch - ch.min()) / (ch.max() - ch.min()))
-    assert torch.equal(minmax_scale(torch.full((1, 2, 2), 7.0)), torch.zeros(1, 2, 2))  # constant -> 0
-    vals = torch.tensor([0.0, 1000.0, 1500.0, 2000.0, 5000.0])
-    assert window_scale(vals, center=1500.0, width=1000.0).tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]
+def test_the_shared_grid_helpers_are_re_exported() -> None:
+    for name in SHARED:
+        assert getattr(image, name) is getattr(_grid, name), name
+        assert name in image.__all__ and name in _grid.__all__, name
+    assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
+
+
+def test_own_patch_embed_state_round_trips_through_load_patch_embed() -> None:
+    src = tokenizer(patch_size=4, img_size=16)
+    state = src.patch_embed_state()
+    assert state.grid == (4, 4) and state.weight.data_ptr() == src.proj.weight.data_ptr()
+    assert not state.weight.requires_grad and state.pos_embed.data_ptr() == src.pos_embed.data_ptr()
+    assert patch_embed_state(src).grid == (4, 4)
+    dst = ImageTokenizer.from_config(embed_dim=8, patch_size=4, img_size=16).load_patch_embed(src)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(dst(x).embeddings, src(x).embeddings, atol=1e-6)
+
+
+def test_file_extensions_and_read_file(tmp_path: Path) -> None:
+    from PIL import Image
+
+    assert ImageTokenizer.file_extensions == (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+    rgb = np.random.default_rng(3).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    grey16 = np.array([[0, 4095, 65535], [1, 2, 3]], dtype=np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g.png")
+    config = ImageTokenizer.default_config()
+    assert np.array_equal(ImageTokenizer.read_file(tmp_path / "c.png", config), rgb)  # RGB for 3 channels
+    grey_as_rgb = ImageTokenizer.read_file(tmp_path / "g.png", config)
+    assert grey_as_rgb.shape == (2, 3, 3) and np.array_equal(
+        grey_as_rgb, read_image(tmp_path / "g.png", mode="rgb")
+    )
+    one = ImageTokenizer.config_class(in_chans=1, mean=(0.5,), std=(0.5,))
+    assert np.array_equal(ImageTokenizer.read_file(tmp_path / "g.png", one), grey16)  # grey, full depth
+    assert np.array_equal(
+        ImageTokenizer.read_file(tmp_path / "c.png", one), read_image(tmp_path / "c.png", mode="gray")
+    )
+    two = ImageTokenizer.config_class(in_chans=2, mean=(0.5, 0.5), std=(0.5, 0.5))
+    assert ImageTokenizer.read_file(tmp_path / "g.png", two).dtype == np.uint16  # as stored
+    assert np.array_equal(ImageTokenizer.read_file(tmp_path / "c.png", one, mode=None), rgb)  # options win
+    out = ImageTokenizer.from_config(embed_dim=8, resize=16).preprocess(
+        ImageTokenizer.read_file(tmp_path / "c.png", config)
+    )
+    assert tuple(out.shape) == (3, 16, 16)
+    worker = pickle.loads(pickle.dumps(functools.partial(ImageTokenizer.read_file, config=one)))  # DataLoader
+    assert np.array_equal(worker(tmp_path / "g.png"), grey16)
+
+
+def test_no_table_form_and_no_data_rules() -> None:
+    assert (
+        ImageTokenizer.dataset_from_table(None, modality="image", target="y", columns=None, tokenizer=None)
+        is None
+    )
+    assert ImageTokenizer.implied_task(np.zeros(3, dtype=np.float32)) is None
+    assert ImageTokenizer.config_for_data(np.zeros((2, 3, 8, 8)), "classification", ()) == {}
+
+
+def test_digits_demo_settings() -> None:
+    from polymodal.demo import DemoStream, demo_streams
+
+    demo = DigitsDataSource.demo
+    assert demo is not None and demo.fit is None
+    assert dict(demo.source) == {"image_size": 16}  # 16 x 16 digits as 4 patches of 8 x 8
+    assert dict(demo.tokenizer) == {"patch_size": 8, "img_size": 16}
+    assert dict(demo.head) == {"pool": "mean"}
+    assert demo_streams(["image"])["image"] == DemoStream(
+        {"type": "digits", "image_size": 16}, {"patch_size": 8, "img_size": 16}, {"pool": "mean"}
+    )
 
 
 def test_digits_source() -> None:
@@ -310,6 +353,14 @@ def test_digits_source() -> None:
     assert tuple(x.shape) == (3, 16, 16) and 0 <= int(y) < 10
     assert len(splits["train"]) == 100 and len(splits["test"]) == 50
     assert source.task() == {"type": "classification", "num_classes": 10} and source.baseline() == 0.1
+
+
+def test_digits_splits_are_pinned() -> None:
+    splits = DigitsDataSource.from_config(num_train=50, num_test=20).splits()
+    assert [int(splits["train"][i][1]) for i in range(8)] == [6, 5, 5, 7, 9, 9, 8, 4]
+    assert [int(splits["test"][i][1]) for i in range(8)] == [1, 3, 4, 5, 2, 6, 7, 2]
+    assert float(splits["train"][0][0].double().sum()) == pytest.approx(-2198.047, abs=0.01)
+    assert float(splits["test"][0][0].double().sum()) == pytest.approx(-1613.923, abs=0.01)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -3,6 +3,8 @@ resampling, preprocessing (resampling, channel order), errors, the simulated act
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,9 +16,12 @@ from polymodal.plugins._sequence import resample
 from polymodal.plugins.imu import (
     ACTIVITIES,
     GRAVITY,
+    IMU_COLUMNS,
+    IMU_EXTENSIONS,
     ActivitiesDataSource,
     ImuTokenizer,
     default_imu_scales,
+    read_imu,
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
@@ -187,3 +192,63 @@ def test_activities_follow_the_sensor_model() -> None:
     assert gyro["standing"] < 0.2 < gyro["walking"] < gyro["running"]
     assert peak["jumping"] > peak["running"] > peak["walking"] > peak["standing"]
     assert source.baseline() == pytest.approx(1 / 6)
+
+
+def test_activities_splits_come_from_generate() -> None:
+    source = ActivitiesDataSource.from_config(num_train=12, num_test=6)
+    splits = source.splits()
+    assert [y for _, y in splits["train"]] == [2, 0, 5, 3, 1, 4, 2, 4, 3, 1, 5, 0]
+    assert [y for _, y in splits["test"]] == [4, 1, 0, 3, 2, 5]
+    assert [x.shape[1] for x, _ in splits["train"]][:4] == [110, 117, 107, 120]
+    assert splits["train"][0][0][:, 0].tolist() == pytest.approx(
+        [-4.0738850, 0.5390710, 8.2582159, 0.0390908, 1.1989110, 0.0960668], abs=1e-5
+    )
+    test = source.generate(6, 1_000_003)  # the test split: seed + TEST_SEED_OFFSET
+    assert all(torch.equal(a, b) and y == t for (a, y), (b, t) in zip(splits["test"], test))
+    assert "splits" not in ActivitiesDataSource.__dict__  # the base class makes them
+
+
+def test_demo_settings() -> None:
+    demo = ActivitiesDataSource.demo
+    assert demo is not None and demo.fit is None
+    assert (dict(demo.source), dict(demo.tokenizer), dict(demo.head)) == ({}, {}, {"pool": "mean"})
+
+
+def test_collate_pads_recordings_and_names_what_is_wrong() -> None:
+    tok = tokenizer(channels=2, mean=None)
+    batch = tok.collate([np.ones((2, 3), np.float32), torch.zeros(2, 1)])
+    assert batch["lengths"].tolist() == [3, 1] and batch["values"].tolist() == [
+        [[1, 1, 1]] * 2,
+        [[0, 0, 0]] * 2,
+    ]
+    messages = []
+    for samples in ([], [torch.zeros(3, 4)], [torch.zeros(2, 4), torch.zeros(2, 4, dtype=torch.int32)]):
+        with pytest.raises(ModalityInputError) as info:
+            tok.collate(samples)
+        messages.append(str(info.value))
+    assert messages == [
+        "imu: expected at least one recording to collate, got an empty list",
+        "imu: expected recordings (2, T_i), got tensor of shape (3, 4) and dtype float32",
+        "imu: expected float recordings, got tensor of shape (2, 4) and dtype int32",
+    ]
+
+
+def test_files(tmp_path: Path) -> None:
+    assert ImuTokenizer.file_extensions == IMU_EXTENSIONS == (".csv", ".tsv", ".parquet")
+    assert IMU_COLUMNS == ("acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z")
+    rows = ["time,gyr_z,acc_x,acc_y,acc_z,gyr_x,gyr_y,note"]
+    rows += [f"{10 * i},{i},{i + 0.5},0,{GRAVITY},0,0,x" for i in range(4)]
+    path = tmp_path / "walk.csv"
+    path.write_text("\n".join(rows) + "\n")
+    config = ImuTokenizer.default_config()
+    values = ImuTokenizer.read_file(path, config)  # the axis columns in IMU_COLUMNS order
+    assert values.dtype == np.float32 and values.shape == (6, 4)
+    assert values[0].tolist() == [0.5, 1.5, 2.5, 3.5] and values[5].tolist() == [0, 1, 2, 3]
+    assert np.array_equal(values, read_imu(path))
+    timed = ImuTokenizer.read_file(path, config, time_column="time", time_unit=1e-3)  # 10 ms steps: 100 Hz
+    assert timed["sample_rate"] == 100 and np.array_equal(timed["values"], values)
+    assert tuple(ImuTokenizer.from_config(embed_dim=8).preprocess(timed).shape) == (6, 2)  # to 50 Hz
+    picked = ImuTokenizer.read_file(path, config, columns=["acc_z", "gyr_z"])
+    assert picked.tolist() == [[pytest.approx(GRAVITY)] * 4, [0, 1, 2, 3]]
+    with pytest.raises(KeyError, match=r"walk\.csv: no time column 'stamp'"):
+        ImuTokenizer.read_file(path, config, time_column="stamp")

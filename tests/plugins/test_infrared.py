@@ -3,6 +3,8 @@ weights from an RGB tokenizer, errors, the thermal-scenes data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from scipy import ndimage
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.plugins._grid import read_image
 from polymodal.plugins.image import ImageTokenizer
 from polymodal.plugins.infrared import (
     InfraredTokenizer,
@@ -185,6 +188,46 @@ def test_thermal_scenes_splits() -> None:
     assert 0 <= int(y) <= 2 and len(splits["test"]) == 8
     assert source.task() == {"type": "classification", "num_classes": 3}
     assert source.baseline() == pytest.approx(1 / 3)
+
+
+def test_thermal_scenes_splits_are_pinned() -> None:
+    splits = ThermalScenesDataSource.from_config(num_train=12, num_test=10).splits()
+    assert [int(splits["train"][i][1]) for i in range(8)] == [3, 2, 2, 1, 1, 0, 0, 0]
+    assert [int(splits["test"][i][1]) for i in range(8)] == [1, 3, 3, 2, 2, 2, 2, 1]
+    assert float(splits["train"][0][0].double().sum()) == pytest.approx(-822.1, abs=0.01)
+    assert float(splits["test"][0][0].double().sum()) == pytest.approx(-253.806, abs=0.01)
+
+
+def test_files_are_read_as_grey_counts(tmp_path: Path) -> None:
+    from PIL import Image
+
+    assert InfraredTokenizer.file_extensions == (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+    counts = raw_counts()
+    Image.fromarray(counts).save(tmp_path / "frame.tiff")
+    config = InfraredTokenizer.default_config()
+    read = InfraredTokenizer.read_file(tmp_path / "frame.tiff", config)
+    assert read.dtype == np.uint16 and np.array_equal(read, counts)  # 14-bit counts kept
+    assert torch.allclose(tokenizer().preprocess(read), tokenizer().preprocess(counts))
+    rgb = InfraredTokenizer.config_class(in_chans=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    expected = read_image(tmp_path / "frame.tiff", mode="rgb")
+    assert np.array_equal(InfraredTokenizer.read_file(tmp_path / "frame.tiff", rgb), expected)
+    two = InfraredTokenizer.config_class(
+        in_chans=2, mean=(0.5,) * 2, std=(0.5,) * 2
+    )  # RGB (image: as stored)
+    assert InfraredTokenizer.read_file(tmp_path / "frame.tiff", two).shape == (*counts.shape, 3)
+    assert np.array_equal(InfraredTokenizer.read_file(tmp_path / "frame.tiff", config, mode="rgb"), expected)
+
+
+def test_thermal_scenes_demo_settings() -> None:
+    from polymodal.demo import DemoStream, demo_streams
+
+    demo = ThermalScenesDataSource.demo
+    assert demo is not None and demo.fit is None and dict(demo.source) == {}
+    assert dict(demo.tokenizer) == {"patch_size": 8, "img_size": 32}  # 32 x 32 frames as 16 patches
+    assert dict(demo.head) == {"pool": "mean"}
+    assert demo_streams(["infrared"])["infrared"] == DemoStream(
+        {"type": "thermal_scenes"}, {"patch_size": 8, "img_size": 32}, {"pool": "mean"}
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

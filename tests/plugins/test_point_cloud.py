@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.core.source import DemoSettings, SampleList
 from polymodal.plugins.point_cloud import (
     SHAPE_CLASSES,
     PointCloudTokenizer,
@@ -18,6 +22,7 @@ from polymodal.plugins.point_cloud import (
     farthest_point_sample,
     knn_indices,
     normalize_cloud,
+    read_points,
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
@@ -224,3 +229,88 @@ def test_shape_clouds_data() -> None:
     assert torch.equal(again["test"][3][0], splits["test"][3][0])
     assert source.task() == {"type": "classification", "num_classes": len(SHAPE_CLASSES)}
     assert source.baseline() == 1 / 7
+
+
+def test_shape_clouds_are_drawn_by_generate_with_their_own_seeds() -> None:
+    source = ShapeCloudsDataSource.from_config(num_train=14, num_test=7, min_points=100, num_points=120)
+    splits = source.splits()
+    assert isinstance(splits["train"], SampleList) and isinstance(splits["test"], SampleList)
+    # the clouds drawn before generate() existed (seeds 2 * seed and 2 * seed + 1)
+    assert [int(y) for _, y in splits["train"]][:10] == [4, 3, 0, 6, 2, 4, 2, 3, 1, 5]
+    assert [c.shape[0] for c, _ in splits["train"]][:5] == [113, 112, 100, 104, 105]
+    assert [int(y) for _, y in splits["test"]] == [0, 6, 1, 3, 5, 2, 4]
+    assert [c.shape[0] for c, _ in splits["test"]][:5] == [102, 101, 100, 104, 102]
+    first = splits["train"][0][0][:2]
+    expected = [[-0.6971154808998108, -0.38057178258895874, -0.11668679863214493]]
+    expected.append([-0.029481684789061546, -0.528754711151123, 0.147872656583786])
+    assert torch.allclose(first, torch.tensor(expected), atol=1e-7)
+    drawn = source.generate(7, 1)  # the test split's seed
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(drawn, splits["test"]))
+    assert splits["train"][0][1].dtype == torch.long and splits["train"][0][1].shape == ()
+
+
+def test_demo_settings() -> None:
+    demo = ShapeCloudsDataSource.demo
+    assert demo == DemoSettings(
+        source={"num_points": 128, "min_points": 96},
+        tokenizer={"num_groups": 8, "group_size": 32, "hidden_dim": 64, "mid_dim": 128, "pos_hidden_dim": 64},
+        head={"pool": "mean"},
+    )
+    source = ShapeCloudsDataSource.from_config({**demo.source, "num_train": 7, "num_test": 7})
+    clouds = [c for c, _ in source.splits()["train"]]
+    assert all(96 <= len(c) <= 128 for c in clouds)
+    tok = PointCloudTokenizer.from_config({**demo.tokenizer, "embed_dim": 16})
+    assert tuple(tok(clouds).embeddings.shape) == (7, 8, 16)
+
+
+# -- files -------------------------------------------------------------------------------------------------------
+def _ascii_ply(points: np.ndarray, names: list[str], faces: list[tuple[int, int, int]] = ()) -> str:
+    head = f"ply\nformat ascii 1.0\nelement vertex {len(points)}\n"
+    head += "".join(f"property float {n}\n" for n in names)
+    if faces:
+        head += f"element face {len(faces)}\nproperty list uchar int vertex_indices\n"
+    rows = "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in points)
+    return head + "end_header\n" + rows + "".join(f"3 {a} {b} {c}\n" for a, b, c in faces)
+
+
+def test_file_extensions() -> None:
+    assert PointCloudTokenizer.file_extensions == (
+        ".ply",
+        ".xyz",
+        ".pts",
+        ".txt",
+        ".npy",
+        ".obj",
+        ".off",
+        ".stl",
+    )
+
+
+def test_read_file_takes_features_when_the_config_has_in_features(tmp_path: Path) -> None:
+    pts = np.arange(20, dtype=np.float32).reshape(5, 4) / 4  # x y z intensity, exact in float32
+    (tmp_path / "p.ply").write_text(_ascii_ply(pts, ["x", "y", "z", "intensity"]))
+    np.save(tmp_path / "p.npy", pts)
+    xyz_only = PointCloudTokenizer.default_config()
+    with_features = PointCloudTokenizer.default_config(in_features=1)
+    for name in ("p.ply", "p.npy"):
+        path = tmp_path / name
+        plain = PointCloudTokenizer.read_file(path, xyz_only)
+        full = PointCloudTokenizer.read_file(path, with_features)
+        assert plain.dtype == np.float32 and np.array_equal(plain, pts[:, :3]), name
+        assert np.array_equal(full, pts), name
+        assert np.array_equal(full, read_points(path, features="all"))  # the raw reader
+        assert np.array_equal(PointCloudTokenizer.read_file(path, with_features, features=None), pts[:, :3])
+        assert np.array_equal(polymodal.data.reader_for(with_features)(path), full)  # as from_folder reads it
+    # options go to read_points: a mesh is sampled on its surface, num_points of them
+    square = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.float32)
+    (tmp_path / "m.ply").write_text(_ascii_ply(square, ["x", "y", "z"], [(0, 1, 2), (0, 2, 3)]))
+    sampled = PointCloudTokenizer.read_file(tmp_path / "m.ply", xyz_only, num_points=50, seed=3)
+    assert sampled.shape == (50, 3) and np.array_equal(
+        sampled, read_points(tmp_path / "m.ply", num_points=50, seed=3)
+    )
+    assert (
+        float(np.abs(sampled[:, 2]).max()) == 0.0 and 0 <= sampled[:, :2].min() and sampled[:, :2].max() <= 1
+    )
+    # DataLoader workers get it as a partial, which pickles
+    read = pickle.loads(pickle.dumps(functools.partial(PointCloudTokenizer.read_file, config=with_features)))
+    assert np.array_equal(read(tmp_path / "p.ply"), pts)

@@ -12,6 +12,8 @@ import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.core.source import DemoSettings, SampleList
+from polymodal.data import ArrayDataset, from_table
 from polymodal.model.config import ModelConfig
 from polymodal.plugins.tabular import (
     MISSING_INDEX,
@@ -21,6 +23,7 @@ from polymodal.plugins.tabular import (
     TabularTokenizerConfig,
     WineDataSource,
     category_key,
+    encode_table,
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
@@ -222,3 +225,103 @@ def test_sklearn_sources() -> None:
     assert cancer.task()["num_classes"] == 2 and 0.5 < cancer.baseline() < 0.75
     with pytest.raises(ValueError, match="at most 178"):
         WineDataSource.from_config(num_train=170, num_test=20).splits()
+
+
+def test_sklearn_splits_are_rows_of_the_encoded_table() -> None:
+    source = WineDataSource.from_config(seed=2)
+    splits = source.splits()
+    assert isinstance(splits["train"], SampleList) and len(splits["test"]) == 58
+    x, _, y, order = source._load()
+    encoded = encode_table(source.fitted_config(), x[order[120:178]])
+    row, label = splits["test"][5]
+    assert torch.equal(row["numeric"], encoded["numeric"][5]) and row["categorical"].shape == (0,)
+    assert label.dtype == torch.long and label.shape == () and int(label) == int(y[order[125]])
+
+
+def test_demo_settings() -> None:
+    assert WineDataSource.demo == DemoSettings(
+        source={"num_train": 120, "num_test": 58}, head={"pool": "mean"}
+    )
+    assert BreastCancerDataSource.demo is None  # the demo trains wine
+
+
+# -- the user's tables and arrays -----------------------------------------------------------------------------------
+def test_no_file_form() -> None:
+    assert TabularTokenizer.file_extensions == ()
+    with pytest.raises(ValueError) as err:
+        TabularTokenizer.read_file("rows.csv", TabularTokenizer.default_config())
+    assert str(err.value) == (
+        "tabular: no file reader for this modality; pass reader=<path -> raw sample>; tables go through from_table"
+    )
+
+
+def test_dataset_from_table_is_from_tables_dataset(train_df: pd.DataFrame) -> None:
+    frame = pd.concat([train_df] * 3, ignore_index=True).iloc[2:]  # an index that does not start at 0
+    for options in ({}, {"columns": ["age", "color"]}, {"task": "regression"}):
+        columns = options.get("columns")
+        ours = TabularTokenizer.dataset_from_table(
+            frame,
+            modality="tabular",
+            target="target",
+            columns=columns,
+            tokenizer=None,
+            task=options.get("task"),
+        )
+        theirs = from_table(frame, "tabular", target="target", **options)
+        assert isinstance(ours, ArrayDataset) and len(ours) == len(theirs) == 10
+        assert torch.equal(ours.targets, theirs.targets) and ours.task == theirs.task
+        assert ours.tokenizer_config == theirs.tokenizer_config
+        assert torch.equal(ours[0][0]["categorical"], theirs[0][0]["categorical"])
+    ours = TabularTokenizer.dataset_from_table(
+        frame, modality="tabular", target="target", columns=None, tokenizer=None
+    )
+    assert [c["name"] for c in ours.tokenizer_config["numeric"]] == ["age", "rooms"]  # all but the target
+    assert ours.targets.tolist() == [0, 1] + [0, 1, 0, 1] * 2 and ours.task.kind == "classification"
+    schema = TabularTokenizerConfig.from_dataframe(train_df[["age", "rooms"]]).model_dump(
+        exclude={"type", "embed_dim"}
+    )
+    given = TabularTokenizer.dataset_from_table(
+        frame, modality="tabular", target=["target"], columns=["age", "rooms"], tokenizer=schema
+    )
+    assert given.tokenizer_config["numeric"][0]["mean"] == pytest.approx(
+        100 / 3
+    )  # the given schema, not refitted
+    assert given.targets.shape == (10, 1)  # a list of target columns
+    with pytest.raises(ValueError) as err:
+        TabularTokenizer.dataset_from_table(
+            frame, modality="tabular", target=None, columns=None, tokenizer=None
+        )
+    assert (
+        str(err.value)
+        == "tabular: pass target=<column> (columns: ['age', 'color', 'rooms', 'owner', 'target'])"
+    )
+    with pytest.raises(KeyError, match=r"tabular: target column\(s\) \['label'\] not in the table"):
+        TabularTokenizer.dataset_from_table(
+            frame, modality="tabular", target="label", columns=None, tokenizer=None
+        )
+
+
+def test_config_for_data_fits_the_schema(train_df: pd.DataFrame) -> None:
+    features = train_df.drop(columns=["target"])
+    fitted = TabularTokenizer.config_for_data(features, "classification", ())
+    assert set(fitted) == {"numeric", "categorical", "max_columns"}
+    assert [c["name"] for c in fitted["numeric"]] == ["age", "rooms"] and fitted["numeric"][1]["mean"] == 2.0
+    assert fitted["categorical"][0] == {"name": "color", "categories": ["blue", "red"]}
+    # the config ArrayDataset fits on a DataFrame, and on a 2-D numeric array or tensor
+    assert TabularTokenizerConfig(**fitted) == TabularTokenizerConfig.from_dataframe(features)
+    assert ArrayDataset("tabular", features, train_df["target"]).tokenizer_config == (
+        TabularTokenizerConfig(**fitted).model_dump(mode="json", exclude={"embed_dim"})
+    )
+    arr = np.array([[1.0, 10.0], [3.0, 30.0]])
+    for data in (arr, torch.from_numpy(arr), arr.astype(np.int64)):
+        got = TabularTokenizer.config_for_data(data, "regression", ())
+        assert [(c["name"], c["mean"], c["std"]) for c in got["numeric"]] == [
+            ("num_0", 2.0, 1.0),
+            ("num_1", 20.0, 10.0),
+        ]
+        assert got["categorical"] == []
+    # the user's own fields win: nothing is fitted; nor for data that is no table
+    assert TabularTokenizer.config_for_data(features, "classification", {"max_columns"}) == {}
+    assert TabularTokenizer.config_for_data(arr[0], "regression", ()) == {}
+    assert TabularTokenizer.config_for_data(arr.astype(str), "regression", ()) == {}
+    assert TabularTokenizer.config_for_data([[1.0, 2.0]], "regression", ()) == {}

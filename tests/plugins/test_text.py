@@ -9,18 +9,23 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.data import from_table
 from polymodal.plugins.text import (
     BYTE_VOCAB_SIZE,
     SHARED,
+    TEXT_EXTENSIONS,
     TOPICS,
     TextTokenizer,
     TextTruncationWarning,
     TopicSentencesDataSource,
+    read_text,
+    word_vocabulary,
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
@@ -35,6 +40,9 @@ def test_discovered_through_entry_point() -> None:
     assert next(p for p in polymodal.list_plugins() if p.name == "text").status == "loaded"
     assert polymodal.get("tokenizer", "text") is TextTokenizer
     assert polymodal.get("data source", "topic_sentences") is TopicSentencesDataSource
+    # the entry point names the package; its classes live in the package's modules
+    assert TextTokenizer.__module__ == "polymodal.plugins.text.tokenizer"
+    assert TopicSentencesDataSource.__module__ == "polymodal.plugins.text.data"
 
 
 def test_conformance() -> None:
@@ -254,3 +262,85 @@ def test_topic_sentences() -> None:
     assert 3.0 < np.mean(own_counts) < 6.0  # topic_rate 0.7 of about 6 content slots
     assert source.task() == {"type": "classification", "num_classes": 6}
     assert TopicSentencesDataSource.from_config(num_topics=4).task()["num_classes"] == 4
+
+
+def test_topic_sentences_splits_come_from_generate() -> None:
+    source = TopicSentencesDataSource.from_config(num_train=12, num_test=6)
+    splits = source.splits()
+    assert [y for _, y in splits["train"]] == [3, 2, 1, 4, 5, 5, 0, 3, 0, 4, 2, 1]
+    assert [y for _, y in splits["test"]] == [0, 3, 4, 2, 1, 5]
+    assert splits["train"][0][0] == "Every bank funded the quarterly market."
+    assert splits["test"][0][0] == "Every idea scored a referee with the year."
+    assert list(splits["test"]) == source.generate(6, 1_000_003)  # the test split: seed + TEST_SEED_OFFSET
+    assert "splits" not in TopicSentencesDataSource.__dict__  # the base class makes them
+
+
+def test_demo_settings_fit_a_word_vocabulary(tmp_path: Path) -> None:
+    demo = TopicSentencesDataSource.demo
+    assert demo is not None and demo.fit is word_vocabulary
+    assert (dict(demo.source), dict(demo.tokenizer), dict(demo.head)) == ({}, {}, {"pool": "mean"})
+    pytest.importorskip("tokenizers")
+    source = TopicSentencesDataSource.from_config(num_train=12, num_test=6)
+    settings = demo.fit(source, tmp_path / "model")
+    path = tmp_path / "model" / "text_vocab.txt"
+    assert settings == {"vocabulary": "wordpiece", "vocab_file": str(path.resolve())}
+    words = path.read_text().split("\n")
+    assert words[:4] == ["[PAD]", "[UNK]", "[SEP]", "."] and words[-1] == ""
+    seen = {w for text, _ in source.splits()["train"] for w in text[:-1].lower().split()}
+    assert sorted(words[4:-1]) == words[4:-1] and set(words[4:-1]) == seen
+    tok = TextTokenizer.from_config(embed_dim=8, **settings)
+    assert tok.preprocess("Every bank funded the quarterly market.").tolist() == [
+        words.index(w) for w in ("every", "bank", "funded", "the", "quarterly", "market", ".")
+    ]
+
+
+def test_files(tmp_path: Path) -> None:
+    assert TextTokenizer.file_extensions == TEXT_EXTENSIONS == (".txt",)
+    path = tmp_path / "note.txt"
+    path.write_bytes("  héllo\nwörld \n".encode("latin-1"))
+    config = TextTokenizer.default_config()
+    assert (
+        TextTokenizer.read_file(path, config, encoding="latin-1")
+        == "héllo\nwörld"
+        == read_text(path, "latin-1")
+    )
+    with pytest.raises(UnicodeDecodeError):
+        TextTokenizer.read_file(path, config)  # utf-8 by default
+
+
+def from_frame(frame: pd.DataFrame, **kwargs: object) -> object:
+    """The plugin's dataset of a table, called as polymodal.data.from_table calls it."""
+    given = {"target": None, "columns": None, "tokenizer": None, "task": None, "class_names": None, **kwargs}
+    return TextTokenizer.dataset_from_table(frame, modality="text", on_error="raise", **given)
+
+
+def test_dataset_from_table() -> None:
+    frame = pd.DataFrame(
+        {"text": ["fine day", "awful day", 42], "review": ["a", "b", "c"], "stars": [5, 1, 3]}
+    )
+    data = from_frame(frame, target="stars", tokenizer={"max_length": 16})
+    theirs = from_table(frame, "text", target="stars", tokenizer={"max_length": 16})
+    assert len(data) == len(theirs) == 3 and data.task == theirs.task and data.task.kind == "classification"
+    assert data.targets.tolist() == theirs.targets.tolist() == [5, 1, 3]
+    assert data.tokenizer_config == theirs.tokenizer_config and data.tokenizer_config["max_length"] == 16
+    assert data.raw(2) == "42" and data.inputs == theirs.inputs  # values become strings
+    other = from_frame(frame, target="stars", columns=["review"], task="regression")
+    assert other.inputs == ["a", "b", "c"] and other.task.kind == "regression"
+    with pytest.raises(
+        ValueError, match=r"^text: pass target=<column> \(columns: \['text', 'review', 'stars'\]\)$"
+    ):
+        from_frame(frame)
+    with pytest.raises(KeyError, match=r"text: expected one column of samples, got \['body'\]"):
+        from_frame(frame, target="stars", columns=["body"])
+    with pytest.raises(KeyError, match=r"text: target column\(s\) \['score'\] not in the table"):
+        from_frame(frame, target="score")
+
+
+def test_word_vocabulary_without_tokenizers_keeps_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    source = TopicSentencesDataSource.from_config(num_train=12, num_test=6)
+    with pytest.warns(UserWarning, match=r"demo: text keeps UTF-8 byte tokens \(install polymodal\[text\]"):
+        assert word_vocabulary(source, tmp_path) == {}
+    assert not (tmp_path / "text_vocab.txt").exists()

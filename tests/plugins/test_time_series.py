@@ -4,14 +4,19 @@ shifting through a whole model), errors, the synthetic data."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
 from polymodal.core.tokens import Tokens
+from polymodal.data import from_table
 from polymodal.plugins.time_series import (
+    SERIES_EXTENSIONS,
     SHAPE_CLASSES,
     ForecastingHead,
     RevinStats,
@@ -20,6 +25,7 @@ from polymodal.plugins.time_series import (
     SignalShapesDataSource,
     TimeSeriesTokenizer,
     num_patches,
+    read_series,
     revin_normalize,
 )
 from polymodal.testing import check_data_source, check_tokenizer
@@ -37,6 +43,10 @@ def test_discovered_through_entry_point() -> None:
     assert polymodal.get("head", "forecasting") is ForecastingHead
     assert polymodal.get("data source", "seasonal_series") is SeasonalSeriesDataSource
     assert polymodal.get("data source", "signal_shapes") is SignalShapesDataSource
+    # the entry point names the package; its classes live in the package's modules
+    assert TimeSeriesTokenizer.__module__ == "polymodal.plugins.time_series.tokenizer"
+    assert ForecastingHead.__module__ == "polymodal.plugins.time_series.head"
+    assert SeasonalSeriesDataSource.__module__ == "polymodal.plugins.time_series.data"
 
 
 def test_conformance() -> None:
@@ -306,3 +316,175 @@ def test_signal_shapes() -> None:
             assert peak > 5
         elif SHAPE_CLASSES[y] in ("sine", "sawtooth"):
             assert peak < 4
+
+
+# -- generated splits and the demo ----------------------------------------------------------------------------------
+def test_seasonal_series_generate_gives_the_pairs_of_the_splits() -> None:
+    source = SeasonalSeriesDataSource.from_config(num_train=12, num_test=6, channels=2)
+    pairs = source.generate(12, 0)
+    assert isinstance(pairs, list) and len(pairs) == 12
+    splits = source.splits()
+    assert all(torch.equal(a, b) and torch.equal(y, t) for (a, y), (b, t) in zip(splits["train"], pairs))
+    x, y = splits["train"][0]
+    assert tuple(x.shape) == (2, 96) and tuple(y.shape) == (2, 24)
+    np.testing.assert_allclose(
+        x[:, :3], [[-0.8679723, -0.0171839, 0.5906546], [-0.3240301, -0.2046432, -0.3459139]], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        splits["test"][0][1][:, :2], [[0.0160920, -1.3337739], [-1.9116625, -2.4767601]], atol=1e-6
+    )
+    assert source.baseline() == pytest.approx(2.3747396, rel=1e-6)  # on the test split (seed + 1_000_003)
+    assert (
+        "splits" not in SeasonalSeriesDataSource.__dict__ and "splits" not in SignalShapesDataSource.__dict__
+    )
+
+
+def test_signal_shapes_splits_come_from_generate() -> None:
+    splits = SignalShapesDataSource.from_config(num_train=12, num_test=6).splits()
+    assert [y for _, y in splits["train"]] == [4, 2, 2, 4, 0, 1, 0, 3, 1, 0, 3, 1]
+    assert [y for _, y in splits["test"]] == [0, 3, 4, 2, 1, 0]
+    assert [x.shape[1] for x, _ in splits["train"]][:4] == [101, 101, 111, 113]
+    assert splits["train"][0][0][0, :3].tolist() == pytest.approx(
+        [-0.9432256, -1.1457063, -1.3628886], abs=1e-6
+    )
+
+
+def test_demo_settings() -> None:
+    demo = SeasonalSeriesDataSource.demo  # the forecasting source, with the tokenizer's defaults
+    assert demo is not None and demo.fit is None
+    assert (dict(demo.source), dict(demo.tokenizer), dict(demo.head)) == ({}, {}, {})
+    assert SignalShapesDataSource.demo is None
+
+
+def test_collate_names_what_is_wrong() -> None:
+    messages = []
+    for samples in ([], [torch.zeros(1, 4), torch.zeros(1, 4, dtype=torch.int64)]):
+        with pytest.raises(ModalityInputError) as info:
+            tokenizer().collate(samples)
+        messages.append(str(info.value))
+    assert messages == [
+        "time_series: expected at least one series to collate, got an empty list",
+        "time_series: expected float series, got tensor of shape (1, 4) and dtype int64",
+    ]
+
+
+# -- files, tables, tasks -------------------------------------------------------------------------------------------
+def test_files(tmp_path: Path) -> None:
+    assert TimeSeriesTokenizer.file_extensions == SERIES_EXTENSIONS == (".csv", ".tsv", ".parquet", ".npy")
+    config = TimeSeriesTokenizer.default_config()
+    (tmp_path / "s.csv").write_text("Timestamp,u,v,name\n0,1,10,a\n1,2,20,b\n2,3,30,c\n")
+    series = TimeSeriesTokenizer.read_file(tmp_path / "s.csv", config)  # time-like and text columns left out
+    assert series.dtype == np.float32 and series.tolist() == [[1, 2, 3], [10, 20, 30]]
+    assert np.array_equal(series, read_series(tmp_path / "s.csv"))
+    assert TimeSeriesTokenizer.read_file(tmp_path / "s.csv", config, columns=["v"]).tolist() == [[10, 20, 30]]
+    np.save(tmp_path / "s.npy", np.arange(5.0))
+    assert TimeSeriesTokenizer.read_file(tmp_path / "s.npy", config).tolist() == [[0, 1, 2, 3, 4]]
+    np.save(tmp_path / "bad.npy", np.zeros((2, 2, 2)))
+    with pytest.raises(
+        ValueError, match=r"bad\.npy: expected a series \(C, L\) or \(L,\), got shape \(2, 2, 2\)"
+    ):
+        TimeSeriesTokenizer.read_file(tmp_path / "bad.npy", config)
+
+
+def from_frame(frame: pd.DataFrame, **kwargs: object) -> object:
+    """The plugin's dataset of a table, called as polymodal.data.from_table calls it."""
+    given = {"target": None, "columns": None, "tokenizer": None, **kwargs}
+    return TimeSeriesTokenizer.dataset_from_table(frame, modality="time_series", on_error="raise", **given)
+
+
+def assert_same_dataset(ours: object, theirs: object) -> None:
+    assert len(ours) == len(theirs) and ours.task == theirs.task
+    assert ours.tokenizer_config == theirs.tokenizer_config and torch.equal(ours.targets, theirs.targets)
+    for i in range(len(ours)):
+        assert torch.equal(ours[i][0], theirs[i][0])
+
+
+def test_table_forecasting_windows() -> None:
+    frame = pd.DataFrame({"time": range(20), "load": np.arange(20.0) ** 2, "temp": -np.arange(20.0)})
+    data = from_frame(frame, target="load", window=6, horizon=2, stride=3)
+    assert (
+        len(data) == 5
+        and data.task.kind == "forecasting"
+        and (data.task.horizon, data.task.channels) == (2, 1)
+    )
+    assert data[1][0].tolist() == [[9.0, 16.0, 25.0, 36.0, 49.0, 64.0]]  # rows 3..8
+    assert data.targets[1].tolist() == [[81.0, 100.0]]  # rows 9, 10
+    assert data.tokenizer_config["channel_mode"] == "independent"
+    assert_same_dataset(data, from_table(frame, "time_series", target="load", window=6, horizon=2, stride=3))
+    both = from_frame(frame, window=6, horizon=2, stride=3)  # every numeric column but time
+    assert tuple(both[0][0].shape) == (2, 6) and tuple(both.targets.shape) == (5, 2, 2)
+    with pytest.raises(ValueError, match="time_series: 20 rows are fewer than window \\+ horizon = 24"):
+        from_frame(frame, target="load", window=20, horizon=4)
+    with pytest.raises(ValueError, match="forecasting predicts every input channel; columns"):
+        from_frame(frame, target="load", columns=["temp"], window=6, horizon=2)
+
+
+def test_table_long_format_mixes_the_channels() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["b", "b", "b", "a", "a", "a", "a", "c", "c", "c"],
+            "t": range(10),
+            "x": np.arange(10.0),
+            "y": np.arange(10.0) * 10,
+            "label": [1, 1, 1, 0, 0, 0, 0, 1, 1, 1],
+        }
+    )
+    data = from_frame(frame, target="label", id_column="id")
+    assert len(data) == 3 and data.targets.tolist() == [1, 0, 1]  # ids in order of appearance
+    assert data[0][0].tolist() == [[0, 1, 2], [0, 10, 20]] and tuple(data[1][0].shape) == (2, 4)
+    assert (data.tokenizer_config["channels"], data.tokenizer_config["channel_mode"]) == (2, "mixing")
+    assert_same_dataset(data, from_table(frame, "time_series", target="label", id_column="id"))
+    kept = from_frame(frame, target="label", id_column="id", tokenizer={"channel_mode": "independent"})
+    assert kept.tokenizer_config["channel_mode"] == "independent"
+    assert_same_dataset(
+        kept,
+        from_table(
+            frame, "time_series", target="label", id_column="id", tokenizer={"channel_mode": "independent"}
+        ),
+    )
+    frame.loc[0, "label"] = 0
+    with pytest.raises(ValueError, match="time_series: series 'b' has several target values in 'label'"):
+        from_frame(frame, target="label", id_column="id")
+
+
+def test_table_one_series_per_row() -> None:
+    frame = pd.DataFrame(np.arange(12.0).reshape(3, 4), columns=["s0", "s1", "s2", "s3"]).assign(
+        kind=["u", "v", "u"]
+    )
+    data = from_frame(frame, target="kind", columns=["s0", "s1", "s2", "s3"])
+    assert data.class_names == ["u", "v"] and data.targets.tolist() == [0, 1, 0]
+    assert data[1][0].tolist() == [[4, 5, 6, 7]]
+    assert_same_dataset(
+        data, from_table(frame, "time_series", target="kind", columns=["s0", "s1", "s2", "s3"])
+    )
+    with pytest.raises(ValueError, match=r"time_series: pass target= \(a column\), or window= and horizon="):
+        from_frame(frame)
+
+
+def test_implied_task() -> None:
+    implied = TimeSeriesTokenizer.implied_task
+    assert implied(np.zeros((4, 24), np.float32)) == ("forecasting", "float targets (N, H) of a time series")
+    assert implied(np.zeros((4, 2, 24))) == ("forecasting", "float targets (N, C, H) of a time series")
+    assert implied(np.ones((4, 3), np.int64)) == ("regression", "targets (N, 3)")  # never multi-label
+    assert implied(np.zeros((4, 3), bool)) == ("regression", "targets (N, 3)")
+    assert (
+        implied(np.zeros(4)) is None
+        and implied(np.arange(4)) is None
+        and implied(np.array(["a", "b"])) is None
+    )
+    assert implied(np.zeros((4, 2, 3), np.int64)) is None
+
+
+def test_config_for_data_mixes_channels_for_whole_series_tasks() -> None:
+    for_data = TimeSeriesTokenizer.config_for_data
+    three = [np.zeros((3, 40)), np.zeros((3, 50))]
+    assert for_data(three, "classification", set()) == {"channels": 3, "channel_mode": "mixing"}
+    assert for_data(torch.zeros(5, 2, 40), "regression", ()) == {"channels": 2, "channel_mode": "mixing"}
+    assert for_data(three, "classification", {"channels"}) == {"channel_mode": "mixing"}
+    assert for_data(three, "classification", {"channel_mode"}) == {}
+    assert for_data(three, "forecasting", set()) == {}
+    assert for_data(np.zeros((5, 40)), "classification", set()) == {}  # univariate samples (L,)
+    assert for_data([np.zeros((1, 40))], "classification", set()) == {}  # one channel: nothing to mix
+    assert for_data(pd.DataFrame(np.zeros((3, 4))), "classification", set()) == {}  # rows are (L,) series
+    assert for_data([[[0.0, 1.0], [2.0]]], "classification", set()) == {}  # ragged: the checks will say
+    assert for_data([], "classification", set()) == {}

@@ -1,9 +1,13 @@
 """video plugin: tubelets against a loop, separable positions, uniform frame sampling, preprocessing,
-inflation from an image tokenizer, errors, the moving-shapes data."""
+inflation from an image tokenizer, errors, the moving-shapes data and its demo settings, reading video files."""
 
 from __future__ import annotations
 
+import functools
 import math
+import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +15,15 @@ import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
-from polymodal.plugins.image import IMAGENET_MEAN, IMAGENET_STD, ImageTokenizer, resample_pos_embed_2d
+from polymodal.core.extras import MissingExtraError
+from polymodal.plugins import video
+from polymodal.plugins._grid import IMAGENET_MEAN, IMAGENET_STD, resample_pos_embed_2d
+from polymodal.plugins.image import ImageTokenizer
 from polymodal.plugins.video import (
     MovingShapesDataSource,
     VideoTokenizer,
     inflate_patch_embed,
+    read_video,
     uniform_frame_indices,
 )
 from polymodal.testing import check_data_source, check_tokenizer
@@ -247,6 +255,96 @@ def test_moving_shapes_splits() -> None:
     ).splits()
     assert torch.equal(again["test"][3][0], splits["test"][3][0])  # seeded
     assert source.task() == {"type": "classification", "num_classes": 4} and source.baseline() == 0.25
+
+
+def test_moving_shapes_splits_are_pinned() -> None:
+    splits = MovingShapesDataSource.from_config(num_train=12, num_test=10, image_size=16).splits()
+    assert [int(splits["train"][i][1]) for i in range(8)] == [6, 5, 4, 2, 2, 0, 0, 0]
+    assert [int(splits["test"][i][1]) for i in range(8)] == [3, 4, 2, 4, 5, 3, 1, 4]
+    assert float(splits["train"][0][0].double().sum()) == pytest.approx(-9281.769, abs=0.01)
+    assert float(splits["test"][0][0].double().sum()) == pytest.approx(-6799.503, abs=0.01)
+
+
+def test_moving_shapes_demo_settings() -> None:
+    from polymodal.demo import DemoStream, demo_streams
+
+    demo = MovingShapesDataSource.demo
+    assert demo is not None and demo.fit is None
+    assert dict(demo.source) == {"num_frames": 8, "image_size": 16}
+    # 8 frames of 16 x 16 as 4 tubelets of all 8 frames
+    assert dict(demo.tokenizer) == {"patch_size": 8, "img_size": 16, "num_frames": 8, "tubelet_size": 8}
+    assert dict(demo.head) == {"pool": "mean"}
+    assert demo_streams(["video"])["video"] == DemoStream(
+        {"type": "moving_shapes", "num_frames": 8, "image_size": 16},
+        {"patch_size": 8, "img_size": 16, "num_frames": 8, "tubelet_size": 8},
+        {"pool": "mean"},
+    )
+
+
+def test_the_package_re_exports_its_parts() -> None:
+    from polymodal.plugins.video import data, files, frames
+    from polymodal.plugins.video import tokenizer as module
+
+    for name in video.__all__:
+        assert any(getattr(m, name, None) is getattr(video, name) for m in (data, files, frames, module)), (
+            name
+        )
+    assert VideoTokenizer.__module__ == "polymodal.plugins.video.tokenizer"
+    assert MovingShapesDataSource.__module__ == "polymodal.plugins.video.data"
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+def _write_video(path: Path, frames: int, size: int = 32, gop: int = 5) -> None:
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.bit_rate = 20_000_000  # near-lossless: frame k reads back as grey 5k
+        for k in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 5 * k, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_video_frames_are_sampled_uniformly_by_seeking(tmp_path: Path) -> None:
+    _write_video(tmp_path / "v.mp4", 40)
+    clip = read_video(tmp_path / "v.mp4", num_frames=6)
+    assert clip.shape == (6, 32, 32, 3) and clip.dtype == np.uint8
+    expected = 5.0 * uniform_frame_indices(40, 6).numpy()  # frame k is grey 5k
+    np.testing.assert_allclose(clip.mean(axis=(1, 2, 3)), expected, atol=3.0)
+    more = read_video(tmp_path / "v.mp4", num_frames=60)  # more than the file has: frames repeat
+    np.testing.assert_allclose(
+        more.mean(axis=(1, 2, 3)), 5.0 * uniform_frame_indices(40, 60).numpy(), atol=3.0
+    )
+    with pytest.raises(ValueError, match="read_video: num_frames must be positive, got 0"):
+        read_video(tmp_path / "v.mp4", num_frames=0)
+
+
+def test_file_extensions_and_read_file(tmp_path: Path) -> None:
+    assert VideoTokenizer.file_extensions == (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+    _write_video(tmp_path / "v.mp4", 20, size=16)
+    config = VideoTokenizer.config_class(num_frames=4, img_size=16, patch_size=8, tubelet_size=2)
+    clip = VideoTokenizer.read_file(tmp_path / "v.mp4", config)  # the config's num_frames
+    assert clip.shape == (4, 16, 16, 3) and np.array_equal(clip, read_video(tmp_path / "v.mp4", num_frames=4))
+    np.testing.assert_allclose(clip.mean(axis=(1, 2, 3)), [10.0, 35.0, 60.0, 85.0], atol=3.0)
+    assert VideoTokenizer.read_file(tmp_path / "v.mp4", config, num_frames=2).shape == (2, 16, 16, 3)
+    worker = pickle.loads(pickle.dumps(functools.partial(VideoTokenizer.read_file, config=config)))
+    assert np.array_equal(worker(tmp_path / "v.mp4"), clip)  # what a DataLoader worker runs
+    tok = VideoTokenizer.from_config(config.model_dump() | {"embed_dim": 8})
+    assert tok(tok.collate([tok.preprocess(clip)])).num_tokens == 2 * 2 * 2
+
+
+def test_a_missing_pyav_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "v.mp4").write_bytes(b"not read")
+    monkeypatch.setitem(sys.modules, "av", None)  # PyAV not installed
+    with pytest.raises(
+        MissingExtraError, match=r"reading video needs the 'av' package: pip install 'polymodal\[video\]'"
+    ):
+        VideoTokenizer.read_file(tmp_path / "v.mp4", VideoTokenizer.default_config())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

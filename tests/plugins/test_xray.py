@@ -4,6 +4,7 @@ geometry, weights from an RGB tokenizer, errors, the nodule-phantom data."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 import polymodal
 from polymodal.core.component import ModalityInputError
+from polymodal.plugins._grid import read_image
 from polymodal.plugins.image import ImageTokenizer
 from polymodal.plugins.xray import (
     NodulePhantomsDataSource,
@@ -179,6 +181,48 @@ def test_nodule_phantoms_data() -> None:
         and float(x.max()) == 1.0
     )
     assert source.task() == {"type": "classification", "num_classes": 2} and source.baseline() == 0.5
+
+
+def test_nodule_phantoms_splits_are_pinned() -> None:
+    splits = NodulePhantomsDataSource.from_config(num_train=12, num_test=10, image_size=32).splits()
+    assert [int(splits["train"][i][1]) for i in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
+    assert [int(splits["test"][i][1]) for i in range(8)] == [0, 0, 0, 0, 1, 0, 1, 1]
+    assert float(splits["train"][0][0].double().sum()) == pytest.approx(-585.353, abs=0.01)
+    assert float(splits["test"][0][0].double().sum()) == pytest.approx(-519.829, abs=0.01)
+
+
+def test_files_are_read_as_grey_at_full_depth(tmp_path: Path) -> None:
+    from PIL import Image
+
+    assert XrayTokenizer.file_extensions == (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+    values = radiograph()
+    Image.fromarray(values).save(tmp_path / "chest.png")
+    config = XrayTokenizer.default_config()
+    read = XrayTokenizer.read_file(tmp_path / "chest.png", config)
+    assert read.dtype == np.uint16 and np.array_equal(read, values)  # 12-bit data kept
+    assert torch.allclose(tokenizer().preprocess(read), tokenizer().preprocess(values))
+    rgb = XrayTokenizer.config_class(in_chans=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    expected = read_image(tmp_path / "chest.png", mode="rgb")
+    assert np.array_equal(XrayTokenizer.read_file(tmp_path / "chest.png", rgb), expected)
+    two = XrayTokenizer.config_class(in_chans=2, mean=(0.5,) * 2, std=(0.5,) * 2)  # RGB (image: as stored)
+    assert XrayTokenizer.read_file(tmp_path / "chest.png", two).shape == (*values.shape, 3)
+    assert np.array_equal(XrayTokenizer.read_file(tmp_path / "chest.png", config, mode="rgb"), expected)
+
+
+def test_nodule_phantoms_demo_settings() -> None:
+    from polymodal.demo import DemoStream, demo_streams
+
+    demo = NodulePhantomsDataSource.demo
+    assert demo is not None and demo.fit is None
+    # 32 x 32 radiographs kept at their size; nodules large enough to learn in the demo's budget
+    assert dict(demo.source) == {"image_size": 32, "nodule_radius": (0.2, 0.3)}
+    assert dict(demo.tokenizer) == {"patch_size": 8, "img_size": 32, "resize": None}
+    assert dict(demo.head) == {"pool": "mean"}
+    assert demo_streams(["xray"])["xray"] == DemoStream(
+        {"type": "nodule_phantoms", "image_size": 32, "nodule_radius": (0.2, 0.3)},
+        {"patch_size": 8, "img_size": 32, "resize": None},
+        {"pool": "mean"},
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -3,7 +3,7 @@
 from polymodal.core.heads.base import IGNORE_INDEX, Head, HeadConfig, pool_tokens
 from polymodal.core.heads.classification import ClassificationHead, ClassificationHeadConfig
 from polymodal.core.heads.embedding import EmbeddingHead, EmbeddingHeadConfig, info_nce
-from polymodal.core.heads.regression import RegressionHead, RegressionHeadConfig
+from polymodal.core.heads.regression import RegressionHead, RegressionHeadConfig, mse_loss
 from polymodal.core.heads.token_classification import TokenClassificationHead, TokenClassificationHeadConfig
 
 HEAD_CLASSES = (ClassificationHead, RegressionHead, TokenClassificationHead, EmbeddingHead)
@@ -22,5 +22,6 @@ __all__ = [
     "TokenClassificationHead",
     "TokenClassificationHeadConfig",
     "info_nce",
+    "mse_loss",
     "pool_tokens",
 ]

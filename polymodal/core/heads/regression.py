@@ -12,7 +12,15 @@ from torch import Tensor, nn
 from polymodal.core.heads.base import Head, HeadConfig, pool_field, pool_tokens
 from polymodal.core.tokens import Tokens
 
-__all__ = ["RegressionHead", "RegressionHeadConfig"]
+__all__ = ["RegressionHead", "RegressionHeadConfig", "mse_loss"]
+
+
+def mse_loss(output: Tensor, target: Tensor, head: str) -> Tensor:
+    """Mean squared error of ``output`` against ``target`` of the same shape (the loss of every head that predicts
+    values); another shape is an error naming the ``head``."""
+    if tuple(target.shape) != tuple(output.shape):
+        raise ValueError(f"{head}: expected targets of shape {tuple(output.shape)}, got {tuple(target.shape)}")
+    return F.mse_loss(output, target.to(output.dtype))
 
 
 class RegressionHeadConfig(HeadConfig):
@@ -45,11 +53,7 @@ class RegressionHead(Head):
         return target
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        if tuple(target.shape) != tuple(output.shape):
-            raise ValueError(
-                f"regression: expected targets of shape {tuple(output.shape)}, got {tuple(target.shape)}"
-            )
-        return F.mse_loss(output, target.to(output.dtype))
+        return mse_loss(output, target, self.name)
 
     def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Tensor:
         return torch.randn(tokens.batch_size, self.config.out_dim, generator=generator)

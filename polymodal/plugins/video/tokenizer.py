@@ -1,35 +1,16 @@
-"""Video plugin: tubelet embedding (ViViT, Arnab et al., arXiv 2103.15691; VideoMAE, Tong et al., arXiv
-2203.12602), as the video branch of Meta-Transformer (arXiv 2307.10802).
+"""The video tokenizer: tubelet embedding (ViViT, Arnab et al., arXiv 2103.15691; VideoMAE, Tong et al., arXiv
+2203.12602) with a separable space + time positional embedding, and I3D inflation (Carreira and Zisserman, arXiv
+1705.07750) of 2-D patch embeddings into tubelets.
 
-Input: ``[B, T, C, H, W]`` float clips (already normalised), ``T`` divisible by the tubelet length ``t`` (2)
-and ``H``, ``W`` by the patch size ``p`` (16). ``preprocess`` takes one clip as the decoders give it, uint8
-(or float in [0, 1]) ``[T, H, W, C]`` from a numpy array or tensor, or a list of frames (PIL images / ``HWC``
-arrays), samples ``num_frames`` (16) frames uniformly (the middle frame of each of ``num_frames`` equal
-segments), can resize them, and normalises with ``mean``/``std``.
-Tokens: ``[B, (T/t)·(H/p)·(W/p), D]``, all real, time-major (``meta["grid"] = (T/t, H/p, W/p)``). A Conv3d
-with kernel = stride = ``t x p x p`` embeds each tubelet (computed as one matmul,
-:func:`~polymodal.plugins.image.embed_tubelets`); the positional embedding is separable: a spatial table on
-an ``img_size/p`` grid resampled (bicubic) like the image tokenizer's, plus a temporal table of
-``num_frames/t`` entries interpolated (linear) to ``T/t``. Default: 16 frames of 224 x 224 give
-8 x 14 x 14 = 1,568 tokens; the demo's 8 frames of 32 x 32 give 4 x 2 x 2 = 16.
-
-Weight reuse: ``load_patch_embed(image_tokenizer)`` inflates a 2-D patch embedding to the tubelet (I3D,
-Carreira and Zisserman, arXiv 1705.07750): ``average`` copies the filter into every one of the ``t`` frames
-divided by ``t``, ``centre`` puts it in frame ``t // 2`` only; channels are adapted with
-:func:`~polymodal.plugins.image.adapt_patch_embed`, the spatial positions are the image's, the temporal ones
-zero. Either way a clip of identical frames gives the image tokens of that frame at every time step.
-
-Data source ``moving_shapes`` (synthetic): clips of one shape (disk, square or diamond, random size and
-colour) moving in a straight line at a random speed over a noisy background, in one of ``num_directions`` (8)
-evenly spaced directions; label = the direction. A model can learn it because the direction is the
-displacement of the only object between frames, which tubelets spanning two frames and attention across time
-both see; shape, colour, speed and start position vary and carry no label information.
+Shapes: ``[B, T, C, H, W]`` normalised float clips, ``T`` divisible by ``tubelet_size`` ``t`` and ``H``, ``W`` by
+``patch_size`` ``p`` -> :class:`~polymodal.core.tokens.Tokens` ``[B, (T/t)·(H/p)·(W/p), D]``, all real,
+time-major (``meta["grid"] = (T/t, H/p, W/p)``). ``preprocess``: one clip ``[T, H, W, C]`` or a list of frames ->
+``[num_frames, C, H, W]``; ``read_file``: a video file -> ``(num_frames, H, W, 3)`` uint8.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -38,43 +19,24 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from timm.layers import resample_patch_embed, trunc_normal_
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from polymodal.core.source import DataSource, DataSourceConfig
-from polymodal.core.tokenizer import Tokenizer, check_tensor, describe
+from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
 from polymodal.core.tokens import Tokens
-from polymodal.plugins.image import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ImageTokenizerConfig,
+from polymodal.plugins._grid import (
     adapt_patch_embed,
     embed_tubelets,
     image_to_chw,
     patch_embed_state,
     resample_pos_embed_2d,
 )
-from polymodal.registry.hookspecs import hookimpl
+from polymodal.plugins.image import ImageTokenizerConfig
+from polymodal.plugins.video.files import VIDEO_EXTENSIONS, read_video
+from polymodal.plugins.video.frames import preprocess_clip, uniform_frame_indices
 
-__all__ = [
-    "MovingShapesDataSource",
-    "MovingShapesDataSourceConfig",
-    "VideoTokenizer",
-    "VideoTokenizerConfig",
-    "inflate_patch_embed",
-    "preprocess_clip",
-    "uniform_frame_indices",
-]
+__all__ = ["VideoTokenizer", "VideoTokenizerConfig", "inflate_patch_embed"]
 
 
 # -- building blocks -----------------------------------------------------------------------------------------
-def uniform_frame_indices(total: int, num: int) -> Tensor:
-    """Indices of ``num`` frames sampled uniformly from ``total``: the middle frame of each of ``num`` equal
-    segments, ``floor((i + 0.5) · total / num)``. Fewer frames than ``num`` repeat frames."""
-    return (
-        ((torch.arange(num, dtype=torch.float64) + 0.5) * (total / num)).floor().long().clamp_max(total - 1)
-    )
-
-
 def inflate_patch_embed(
     weight: Tensor, tubelet: int, mode: Literal["average", "centre"] = "average"
 ) -> Tensor:
@@ -94,26 +56,6 @@ def inflate_patch_embed(
         out[:, :, tubelet // 2] = weight
         return out
     raise ValueError(f"inflate_patch_embed: mode must be 'average' or 'centre', got {mode!r}")
-
-
-def preprocess_clip(
-    clip: Tensor,
-    num_frames: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    resize: int | None = None,
-) -> Tensor:
-    """One clip ``[T, H, W, C]`` (uint8, or float in [0, 1]) -> normalised float ``[num_frames, C, H', W']``:
-    uniform temporal sampling, ``/255`` for uint8, optional square resize (bilinear, antialiased), then
-    ``(x - mean) / std`` per channel."""
-    x = clip[uniform_frame_indices(clip.shape[0], num_frames)]
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    x = x.permute(0, 3, 1, 2)  # [T, C, H, W]
-    if resize is not None:
-        x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True)
-    mean_t = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean_t) / std_t
 
 
 # -- the tokenizer -------------------------------------------------------------------------------------------
@@ -144,6 +86,7 @@ class VideoTokenizer(Tokenizer):
     name: ClassVar[str] = "video"
     config_class: ClassVar[type[VideoTokenizerConfig]] = VideoTokenizerConfig
     input_form: ClassVar[str] = "clips `[B, T, C, H, W]`"
+    file_extensions: ClassVar[tuple[str, ...]] = VIDEO_EXTENSIONS
 
     def __init__(self, config: VideoTokenizerConfig | dict[str, Any] | None = None) -> None:
         super().__init__(config)
@@ -155,6 +98,12 @@ class VideoTokenizer(Tokenizer):
         self.pos_embed_temporal = nn.Parameter(torch.zeros(1, c.num_frames // c.tubelet_size, c.embed_dim))
         trunc_normal_(self.pos_embed_spatial, std=0.02)
         trunc_normal_(self.pos_embed_temporal, std=0.02)
+
+    @classmethod
+    def read_file(cls, path: str | Path, config: TokenizerConfig, **options: Any) -> Any:
+        """One video file -> ``(num_frames, H, W, 3)`` uint8 frames (:func:`read_video`, the config's
+        ``num_frames`` unless ``options`` give it), what :meth:`preprocess` takes."""
+        return read_video(path, **{"num_frames": config.num_frames, **options})
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -269,81 +218,3 @@ class VideoTokenizer(Tokenizer):
             torch.zeros(0, t, ch, p, p),  # empty batch
             torch.zeros(1, t, ch, p, p, dtype=torch.uint8),  # not normalised
         ]
-
-
-# -- data ----------------------------------------------------------------------------------------------------
-class MovingShapesDataSourceConfig(DataSourceConfig):
-    type: str = "moving_shapes"
-    num_frames: int = Field(8, ge=2, description="Frames per clip.")
-    image_size: int = Field(32, ge=16, description="Side of the square frames (pixels).")
-    num_directions: int = Field(
-        8, ge=2, le=16, description="Evenly spaced directions of motion (the classes)."
-    )
-    speed: tuple[float, float] = Field((1.0, 2.0), description="Range of the speed, in pixels per frame.")
-    noise: float = Field(0.05, ge=0, description="Std of the Gaussian pixel noise (pixel range [0, 1]).")
-
-
-class _ClipDataset(Dataset):
-    """uint8 clips ``[N, T, H, W, 3]`` preprocessed on access (as a DataLoader worker would)."""
-
-    def __init__(self, clips: Tensor, labels: Tensor, num_frames: int) -> None:
-        self.clips, self.labels, self.num_frames = clips, labels, num_frames
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return preprocess_clip(self.clips[i], self.num_frames, IMAGENET_MEAN, IMAGENET_STD), self.labels[i]
-
-
-class MovingShapesDataSource(DataSource):
-    """Synthetic clips of a shape moving in one of several directions; the label is the direction."""
-
-    name: ClassVar[str] = "moving_shapes"
-    modality: ClassVar[str] = "video"
-    config_class: ClassVar[type[MovingShapesDataSourceConfig]] = MovingShapesDataSourceConfig
-
-    def raw_clips(self, num: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``num`` uint8 clips ``[num, T, S, S, 3]`` and their direction labels ``[num]``."""
-        c = self.config
-        s, frames = c.image_size, c.num_frames
-        labels = rng.integers(0, c.num_directions, size=num)
-        angle = labels * (2 * math.pi / c.num_directions)
-        speed = rng.uniform(*c.speed, size=num)
-        velocity = np.stack([-np.sin(angle), np.cos(angle)], 1) * speed[:, None]  # (dy, dx); 0 = rightwards
-        radius = rng.uniform(0.1, 0.18, size=num) * s
-        # the path's midpoint is chosen so that the whole path stays inside the frame
-        half = np.abs(velocity) * (frames - 1) / 2 + radius[:, None] + 1
-        mid = rng.uniform(np.minimum(half, s / 2), np.maximum(s - half, s / 2))  # [num, 2]
-        steps = np.arange(frames) - (frames - 1) / 2
-        pos = mid[:, None] + steps[None, :, None] * velocity[:, None]  # [num, T, 2]
-        yy, xx = np.meshgrid(np.arange(s) + 0.5, np.arange(s) + 0.5, indexing="ij")
-        dy = (yy - pos[..., 0, None, None]) / radius[:, None, None, None]  # [num, T, S, S]
-        dx = (xx - pos[..., 1, None, None]) / radius[:, None, None, None]
-        shape = rng.integers(0, 3, size=num)[:, None, None, None]
-        dist = np.where(shape == 0, np.sqrt(dy**2 + dx**2), np.maximum(np.abs(dy), np.abs(dx)))
-        dist = np.where(shape == 2, np.abs(dy) + np.abs(dx), dist)
-        inside = (dist <= 1.0)[..., None]
-        background = rng.uniform(0.0, 0.35, size=(num, 1, 1, 1, 3)).astype(np.float32)
-        colour = rng.uniform(0.55, 1.0, size=(num, 1, 1, 1, 3)).astype(np.float32)
-        clips = rng.standard_normal((num, frames, s, s, 3), dtype=np.float32) * np.float32(c.noise)
-        clips += np.where(inside, colour, background)
-        return np.clip(np.round(clips * 255), 0, 255).astype(np.uint8), labels
-
-    def splits(self) -> dict[str, Dataset]:
-        c = self.config
-        rng = np.random.default_rng(c.seed)
-        out = {}
-        for split, num in (("train", c.num_train), ("test", c.num_test)):
-            clips, labels = self.raw_clips(num, rng)
-            out[split] = _ClipDataset(torch.from_numpy(clips), torch.from_numpy(labels), c.num_frames)
-        return out
-
-    @property
-    def num_classes(self) -> int:  # type: ignore[override]
-        return self.config.num_directions
-
-
-@hookimpl
-def polymodal_components() -> list[type]:
-    return [VideoTokenizer, MovingShapesDataSource]

@@ -1,108 +1,33 @@
-"""Graph plugin: node tokens from message passing plus structural encodings, as in GraphGPS (Rampášek et al.,
+"""The graph tokenizer: node tokens from message passing plus structural encodings, as GraphGPS (Rampášek et al.,
 arXiv 2205.12454) and Meta-Transformer's graph branch (arXiv 2307.10802).
 
-Input: PyTorch Geometric graphs: a ``Batch``, one ``Data``, or a list of ``Data`` (node features ``x [N, F]``
-with ``F = in_channels``, or none when ``in_channels = 0``; ``edge_index [2, E]``; optional ``edge_attr
-[E, edge_dim]``). Graphs of any sizes mix in one batch.
-Structural positional encoding, per graph and non-learned (``preprocess``/``collate``, CPU): the ``pe_dim`` (8)
-eigenvectors of the symmetric normalised Laplacian ``I - D^-1/2 A D^-1/2`` after the trivial one (zero-padded
-for graphs with fewer nodes; signs flipped at random per graph in training), or random-walk return
-probabilities for 1..``pe_dim`` steps (PyG's ``AddRandomWalkPE``). Stored on each ``Data`` as PyG's
-``laplacian_eigenvector_pe`` / ``random_walk_pe``.
-Tokens: node states ``h = W x (or a learned node vector) + W_pe pe + degree embedding``, refined by
-``num_layers`` (2) residual pre-norm GIN (GINE with edge features) or GCN layers, then ``to_dense_batch``:
-``[B, N_max, D]`` with ``mask`` ``True`` on each graph's real nodes, in the graph's node order. Graph-level tasks
-read the model's [CLS]; node-level tasks ("token_classification") read each node's token, with node labels
-padded with ``-100``. ``meta["num_nodes"]`` is ``[B]``.
-
-Data sources: ``karate_club``: PyG's bundled Zachary karate club (real: 34 members, 4 communities; node
-classification with a seeded, stratified split of the nodes into labelled training and test nodes);
-``graph_families``: synthetic graph classification (cycles, random trees, grids, cliques, stars of random sizes
-with random extra or missing edges and shuffled node ids), learnable because the families differ in degree
-distribution and cycle structure, which message passing and the encodings see.
+Input: PyG graphs (a ``Batch``, one ``Data`` or a list of ``Data``: ``x [N, F]`` with ``F = in_channels`` or none,
+``edge_index [2, E]``, optional ``edge_attr [E, edge_dim]``); tokens ``[B, N_max, D]`` with ``mask`` ``True`` on
+each graph's real nodes; ``meta["num_nodes"]`` ``[B]``. The class also says how a table of SMILES becomes a
+dataset (:meth:`GraphTokenizer.dataset_from_table`) and fits ``in_channels``/``edge_dim`` on a graph
+(:meth:`GraphTokenizer.config_for_data`).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from polymodal.core.source import DataSource, DataSourceConfig
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, describe
 from polymodal.core.tokens import Tokens
-from polymodal.registry.hookspecs import hookimpl
+from polymodal.plugins.graph._pyg import Batch, Data, GCNConv, GINConv, GINEConv, degree, to_dense_batch
+from polymodal.plugins.graph.builders import feature_sizes, from_smiles
+from polymodal.plugins.graph.encodings import PE_ATTRS, laplacian_pe, random_walk_pe
 
-# PyG scripts a few classes when imported; torch >= 2.14 deprecates that, noisily
-with warnings.catch_warnings():
-    warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
-    from torch_geometric.data import Batch, Data
-    from torch_geometric.nn import GCNConv, GINConv, GINEConv
-    from torch_geometric.utils import degree, to_dense_batch
-
-__all__ = [
-    "GRAPH_FAMILIES",
-    "GraphFamiliesDataSource",
-    "GraphFamiliesDataSourceConfig",
-    "GraphTokenizer",
-    "GraphTokenizerConfig",
-    "KarateClubDataSource",
-    "KarateClubDataSourceConfig",
-    "laplacian_pe",
-    "random_walk_pe",
-]
-
-PE_ATTRS = {"laplacian": "laplacian_eigenvector_pe", "random_walk": "random_walk_pe"}
-DENSE_EIGEN_LIMIT = 2000  # above this many nodes, scipy's sparse eigensolver replaces a dense eigh
+__all__ = ["GraphTokenizer", "GraphTokenizerConfig"]
 
 
-# -- structural encodings (per graph, CPU, non-learned) ---------------------------------------------------------------
-def laplacian_pe(edge_index: Tensor, num_nodes: int, k: int) -> Tensor:
-    """``[N, k]`` eigenvectors of the symmetric normalised Laplacian for the ``k`` smallest non-trivial
-    eigenvalues (edges taken as undirected, self-loops dropped); zero columns where ``N - 1 < k``."""
-    n = num_nodes
-    ei = edge_index[:, edge_index[0] != edge_index[1]].cpu()
-    if n <= DENSE_EIGEN_LIMIT:
-        a = torch.zeros(n, n, dtype=torch.float64)
-        a[ei[0], ei[1]] = 1.0
-        a = torch.maximum(a, a.T)
-        deg = a.sum(1)
-        dinv = torch.where(deg > 0, deg.clamp_min(1e-12).rsqrt(), torch.zeros_like(deg))
-        lap = torch.eye(n, dtype=torch.float64) - dinv[:, None] * a * dinv[None, :]
-        vecs = torch.linalg.eigh(lap).eigenvectors[:, 1 : k + 1]
-    else:
-        import numpy as np
-        import scipy.sparse as sp
-        from scipy.sparse.linalg import eigsh
-
-        a = sp.coo_matrix((np.ones(ei.shape[1]), (ei[0].numpy(), ei[1].numpy())), shape=(n, n)).tocsr()
-        a = ((a + a.T) > 0).astype(np.float64)
-        deg = np.asarray(a.sum(1)).ravel()
-        dinv = sp.diags(np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1e-12)), 0.0))
-        lap = sp.eye(n) - dinv @ a @ dinv
-        vals, vecs = eigsh(lap, k=min(k + 1, n - 1), which="SA", tol=1e-6)
-        vecs = torch.from_numpy(vecs[:, np.argsort(vals)][:, 1 : k + 1])
-    return F.pad(vecs, (0, k - vecs.shape[1])).float()
-
-
-def random_walk_pe(edge_index: Tensor, num_nodes: int, k: int) -> Tensor:
-    """``[N, k]`` probabilities of a random walk returning to its start after 1..k steps (PyG's
-    ``AddRandomWalkPE``)."""
-    from torch_geometric.transforms import AddRandomWalkPE
-
-    data = AddRandomWalkPE(walk_length=k, attr_name="pe")(
-        Data(edge_index=edge_index.cpu(), num_nodes=num_nodes)
-    )
-    return data.pe.float()
-
-
-# -- tokenizer ---------------------------------------------------------------------------------------------------------
 class GraphTokenizerConfig(TokenizerConfig):
     type: str = "graph"
     in_channels: int = Field(
@@ -360,168 +285,53 @@ class GraphTokenizer(Tokenizer):
             torch.randn(3, 4),
         ]
 
-
-# -- data sources ------------------------------------------------------------------------------------------------------
-class _Graphs(Dataset):
-    def __init__(self, graphs: list[Data], targets: list[Tensor]) -> None:
-        self.graphs, self.targets = graphs, targets
-
-    def __len__(self) -> int:
-        return len(self.graphs)
-
-    def __getitem__(self, i: int) -> tuple[Data, Tensor]:
-        return self.graphs[i], self.targets[i]
-
-
-class KarateClubDataSourceConfig(DataSourceConfig):
-    type: str = "karate_club"
-    num_train: int = Field(
-        64, gt=0, description="Training samples: copies of the one graph (each gets fresh sign flips)."
-    )
-    num_test: int = Field(
-        4, gt=0, description="Test samples: copies of the graph labelled on the test nodes."
-    )
-    train_fraction: float = Field(
-        0.5, gt=0, lt=1, description="Share of each community's nodes labelled for training."
-    )
-    node_features: bool = Field(
-        False,
-        description="Keep PyG's node features (the 34 x 34 identity: node ids); tokenizer_config() then sets "
-        "in_channels=34. Off: the graph structure alone.",
-    )
-
-
-class KarateClubDataSource(DataSource):
-    """Zachary's karate club (PyG): 34 members, 4 communities; node classification on a split of the nodes."""
-
-    name: ClassVar[str] = "karate_club"
-    modality: ClassVar[str] = "graph"
-    config_class: ClassVar[type[KarateClubDataSourceConfig]] = KarateClubDataSourceConfig
-
-    def _graph(self) -> tuple[Data, Tensor, Tensor]:
-        """``(graph, labels [34], train node mask [34])``."""
-        from torch_geometric.datasets import KarateClub
-
-        data = KarateClub()[0]
-        g = torch.Generator().manual_seed(self.config.seed)
-        train = torch.zeros(data.num_nodes, dtype=torch.bool)
-        for k in data.y.unique():  # stratified: train_fraction of each community, at least one node
-            nodes = (data.y == k).nonzero().squeeze(1)
-            nodes = nodes[torch.randperm(len(nodes), generator=g)]
-            train[nodes[: max(1, round(self.config.train_fraction * len(nodes)))]] = True
-        graph = Data(edge_index=data.edge_index, num_nodes=data.num_nodes)
-        if self.config.node_features:
-            graph.x = data.x.float()
-        return graph, data.y.long(), train
-
-    def splits(self) -> dict[str, Dataset]:
-        c = self.config
-        graph, y, train = self._graph()
-        ignore = torch.full_like(y, -100)
-        y_train, y_test = torch.where(train, y, ignore), torch.where(~train, y, ignore)
-        return {
-            "train": _Graphs([graph] * c.num_train, [y_train] * c.num_train),
-            "test": _Graphs([graph] * c.num_test, [y_test] * c.num_test),
-        }
-
-    def collate_targets(self, targets: Sequence[Any]) -> Tensor:
-        """Node labels ``[N_i]`` -> ``[B, N_max]``, padded with ``-100`` (ignored by the loss)."""
-        return torch.nn.utils.rnn.pad_sequence(
-            [torch.as_tensor(t) for t in targets], batch_first=True, padding_value=-100
+    # -- the user's data (class-level) --------------------------------------------------------------------
+    @classmethod
+    def read_file(cls, path: str | Path, config: TokenizerConfig, **options: Any) -> Any:
+        """Graphs have no one-file-per-sample form: they come as PyG graphs or SMILES strings."""
+        raise ValueError(
+            f"{cls.modality}: no file reader for this modality; pass reader=<path -> raw sample>; "
+            "graphs through from_graphs or from_smiles"
         )
 
-    def tokenizer_config(self) -> dict[str, Any]:
-        """The model's tokenizer entry for this data."""
-        return {"type": "graph", "in_channels": 34 if self.config.node_features else 0}
+    @classmethod
+    def dataset_from_table(
+        cls,
+        frame: Any,
+        *,
+        modality: Any,
+        target: str | Sequence[str] | None,
+        columns: list[str] | None,
+        tokenizer: Any,
+        **options: Any,
+    ) -> Any:
+        """Molecules of a table: one column of SMILES strings (``columns``, default ``"smiles"``) labelled by
+        ``target`` (required), read by :func:`~polymodal.plugins.graph.from_smiles` (``options``: ``task``,
+        ``class_names``, ``on_error``)."""
+        from polymodal.data import table_targets
+        from polymodal.data.dataset import tokenizer_config
 
-    def task(self) -> dict[str, Any]:
-        return {"type": "token_classification", "num_classes": 4}
-
-    def baseline(self) -> float:
-        """Accuracy on the test nodes of always predicting the training nodes' majority community."""
-        _, y, train = self._graph()
-        majority = torch.bincount(y[train]).argmax()
-        return float((y[~train] == majority).float().mean())
-
-
-GRAPH_FAMILIES = ("cycle", "tree", "grid", "clique", "star")
-
-
-def _family_edges(kind: str, n: int, g: torch.Generator) -> tuple[list[tuple[int, int]], int]:
-    """Undirected edges ``(i, j)`` of one graph of the family with about ``n`` nodes; returns (edges, nodes)."""
-    if kind == "cycle":
-        return [(i, (i + 1) % n) for i in range(n)], n
-    if kind == "tree":  # random recursive tree
-        return [(int(torch.randint(0, i, (1,), generator=g)), i) for i in range(1, n)], n
-    if kind == "grid":
-        rows = int(torch.randint(2, max(3, int(n**0.5) + 1), (1,), generator=g))
-        cols = max(2, n // rows)
-        edges = [(r * cols + q, r * cols + q + 1) for r in range(rows) for q in range(cols - 1)]
-        edges += [(r * cols + q, (r + 1) * cols + q) for r in range(rows - 1) for q in range(cols)]
-        return edges, rows * cols
-    if kind == "clique":
-        return [(i, j) for i in range(n) for j in range(i + 1, n)], n
-    return [(0, i) for i in range(1, n)], n  # star
-
-
-class GraphFamiliesDataSourceConfig(DataSourceConfig):
-    type: str = "graph_families"
-    num_train: int = Field(500, gt=0, description="Training graphs (balanced over the families).")
-    num_test: int = Field(250, gt=0, description="Test graphs.")
-    min_nodes: int = Field(6, ge=4, description="Fewest nodes of a graph.")
-    max_nodes: int = Field(20, ge=4, description="Most nodes of a graph (grids round down to rows x cols).")
-    noise_edges: int = Field(
-        2, ge=0, description="Random edges added to each graph (removed from cliques), so no family is exact."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> GraphFamiliesDataSourceConfig:
-        if self.min_nodes > self.max_nodes:
-            raise ValueError(f"min_nodes ({self.min_nodes}) exceeds max_nodes ({self.max_nodes})")
-        return self
-
-
-class GraphFamiliesDataSource(DataSource):
-    """Synthetic graph classification: cycles, trees, grids, cliques and stars with noise edges."""
-
-    name: ClassVar[str] = "graph_families"
-    modality: ClassVar[str] = "graph"
-    config_class: ClassVar[type[GraphFamiliesDataSourceConfig]] = GraphFamiliesDataSourceConfig
-    num_classes: ClassVar[int] = len(GRAPH_FAMILIES)
-
-    def _make(self, count: int, seed: int) -> _Graphs:
-        c = self.config
-        g = torch.Generator().manual_seed(seed)
-        labels = (torch.arange(count) % len(GRAPH_FAMILIES))[torch.randperm(count, generator=g)]
-        graphs = []
-        for label in labels.tolist():
-            kind = GRAPH_FAMILIES[label]
-            edges, n = _family_edges(
-                kind, int(torch.randint(c.min_nodes, c.max_nodes + 1, (1,), generator=g)), g
+        tokenizer_config(modality, tokenizer)  # a bad tokenizer spec fails first, as for every modality
+        if target is None:
+            raise ValueError(f"{cls.name}: pass target=<column> (columns: {list(frame.columns)})")
+        y = table_targets(frame, target, cls.name)
+        single = columns or ["smiles"]
+        if len(single) != 1 or single[0] not in frame.columns:
+            raise KeyError(
+                f"{cls.name}: expected one column of samples, got {single}; columns: {list(frame.columns)}"
             )
-            present = {(min(i, j), max(i, j)) for i, j in edges}
-            if kind == "clique":
-                for _ in range(min(c.noise_edges, len(present) - 1)):
-                    present.discard(sorted(present)[int(torch.randint(0, len(present), (1,), generator=g))])
-            else:
-                for _ in range(c.noise_edges):
-                    i, j = torch.randint(0, n, (2,), generator=g).tolist()
-                    if i != j:
-                        present.add((min(i, j), max(i, j)))
-            perm = torch.randperm(n, generator=g)  # node ids carry no information
-            ei = perm[torch.tensor(sorted(present), dtype=torch.long).T]
-            graphs.append(Data(edge_index=torch.cat([ei, ei.flip(0)], 1), num_nodes=n))
-        return _Graphs(graphs, list(labels))
+        return from_smiles(
+            frame[single[0]].tolist(),
+            y,
+            tokenizer=tokenizer,
+            on_error=options.get("on_error", "raise"),
+            task=options.get("task"),
+            class_names=options.get("class_names"),
+        )
 
-    def splits(self) -> dict[str, Dataset]:
-        c = self.config
-        return {"train": self._make(c.num_train, 2 * c.seed), "test": self._make(c.num_test, 2 * c.seed + 1)}
-
-    def tokenizer_config(self) -> dict[str, Any]:
-        """The model's tokenizer entry for this data (graphs without node features)."""
-        return {"type": "graph", "in_channels": 0}
-
-
-@hookimpl
-def polymodal_components() -> list[type]:
-    return [GraphTokenizer, KarateClubDataSource, GraphFamiliesDataSource]
+    @classmethod
+    def config_for_data(cls, data: Any, task: str, explicit: Collection[str]) -> dict[str, Any]:
+        """``in_channels`` and ``edge_dim`` fitted on a graph (``data``: one graph, or graphs whose first one is
+        taken): the widths of its ``x`` and ``edge_attr`` (0 where it has none), other than those in
+        ``explicit``."""
+        return feature_sizes(data, explicit)

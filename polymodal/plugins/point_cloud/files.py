@@ -1,9 +1,11 @@
 """Point clouds and meshes from files: PLY (ascii and binary), XYZ/text, ``.npy``, and meshes sampled on their
 surface (PLY faces directly; ``.obj``/``.off``/``.stl`` loaded by trimesh, ``polymodal[mesh]``).
 
-:func:`read_points` gives ``(P, 3 + C)`` float32, the raw form the point-cloud tokenizer's ``preprocess`` takes;
-:func:`sample_surface` draws points uniformly on a triangle mesh (area-weighted triangles, uniform barycentric
-coordinates), the way trimesh's ``sample_surface`` and PointNet's ModelNet sampling do.
+:func:`read_points` gives ``(P, 3 + C)`` float32, the raw form the point-cloud tokenizer's ``preprocess`` takes
+(:meth:`PointCloudTokenizer.read_file <polymodal.plugins.point_cloud.PointCloudTokenizer.read_file>` calls it);
+:func:`read_ply` gives a PLY file's vertex properties and triangles; :func:`sample_surface` draws points uniformly
+on a triangle mesh (area-weighted triangles, uniform barycentric coordinates), the way trimesh's
+``sample_surface`` and PointNet's ModelNet sampling (Qi et al., arXiv 1612.00593) do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from polymodal.core.extras import require
 
 __all__ = ["read_ply", "read_points", "sample_surface"]
 
@@ -160,9 +164,7 @@ def _read_numbers(path: Path) -> np.ndarray:
 
 
 def _require_trimesh(suffix: str) -> Any:
-    from polymodal.data.readers import _require
-
-    return _require("trimesh", "mesh", f"reading {suffix} meshes")
+    return require("trimesh", "mesh", f"reading {suffix} meshes")
 
 
 def read_points(
