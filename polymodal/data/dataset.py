@@ -369,9 +369,7 @@ class SampleDataset(Dataset):
 
     def tokens_per_sample(self) -> int:
         """Tokens the tokenizer makes of sample 0 (per channel, for channel-independent series)."""
-        tok = self.tokenizer
-        with torch.no_grad():
-            return int(tok(tok.collate([self.sample(0)])).mask.sum(1)[0])
+        return int(self.tokenizer.token_lengths([self.sample(0)])[0])
 
     def labels(self) -> Tensor | None:
         """``[N]`` class indices for classification, else ``None`` (what stratified splits use)."""
