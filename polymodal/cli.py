@@ -152,6 +152,14 @@ def _print_metrics(title: str, metrics: dict) -> None:
         print(f"  {key:<32} {value:.4f}" if isinstance(value, float) else f"  {key:<32} {value}")
 
 
+def _refused_run_errors() -> tuple[type[Exception], ...]:
+    """The errors of ``train`` / ``eval`` whose message says everything: printed without a traceback."""
+    from polymodal.train.serialization import CheckpointReadError, UnsafeCheckpointError
+    from polymodal.train.workdir import WorkDirLockedError
+
+    return (CheckpointReadError, UnsafeCheckpointError, WorkDirLockedError, FileNotFoundError)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import time
 
@@ -160,14 +168,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from polymodal.train import train_from_config
 
     start = time.perf_counter()
-    metrics = train_from_config(
-        args.config,
-        work_dir=args.work_dir,
-        resume=args.resume or False,
-        cfg_options=args.cfg_options,
-        launcher=args.launcher,
-        amp=args.amp,
-    )
+    try:
+        metrics = train_from_config(
+            args.config,
+            work_dir=args.work_dir,
+            resume=args.resume or False,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher,
+            amp=args.amp,
+        )
+    except _refused_run_errors() as err:
+        print(f"polymodal: {err}", file=sys.stderr)
+        return 2
     if is_main_process():
         _print_metrics("final validation metrics", metrics)
         print(f"wall time: {time.perf_counter() - start:.1f} s")
@@ -182,13 +194,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from polymodal.train import evaluate_from_config
 
     start = time.perf_counter()
-    metrics = evaluate_from_config(
-        args.config,
-        args.checkpoint,
-        work_dir=args.work_dir,
-        cfg_options=args.cfg_options,
-        launcher=args.launcher,
-    )
+    try:
+        metrics = evaluate_from_config(
+            args.config,
+            args.checkpoint,
+            work_dir=args.work_dir,
+            cfg_options=args.cfg_options,
+            launcher=args.launcher,
+        )
+    except _refused_run_errors() as err:
+        print(f"polymodal: {err}", file=sys.stderr)
+        return 2
     if is_main_process():
         _print_metrics("test metrics", metrics)
         if args.json:

@@ -6,6 +6,7 @@ from polymodal.model.config import ModelConfig
 from polymodal.model.multimodal import (
     MultimodalDataPreprocessor,
     MultimodalModel,
+    NonFiniteError,
     build_model,
     from_pretrained,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "ModelConfig",
     "MultimodalDataPreprocessor",
     "MultimodalModel",
+    "NonFiniteError",
     "atomic_write",
     "build_model",
     "from_pretrained",

@@ -37,6 +37,11 @@ class ModelConfig(BaseModel):
         description="Early fusion: fused input key -> the inputs (two or more) whose token sequences are "
         "concatenated, in this order, into one sequence before the encoder; heads read the fused key.",
     )
+    check_finite: bool = Field(
+        True,
+        description="Check that every input's tokens, every head's output and every loss are finite, and raise an "
+        "error naming the input or task otherwise (one torch.isfinite(...).all() per tensor); False skips them.",
+    )
 
     @model_validator(mode="after")
     def _wire(self) -> ModelConfig:

@@ -9,6 +9,13 @@ Early fusion (``ModelConfig.fusion``, e.g. ``{"image_audio": ["image", "audio"]}
 is in the batch, their token sequences (each with its own modality embedding) are concatenated, in order, behind
 one [CLS] of the fused key, and go through the encoder as one sequence that heads read as ``"image_audio"``. A
 member is also encoded on its own only if some head reads it directly.
+
+Checks on the way (they name the input or the task): unknown input keys; every input's tokens finite; every head's
+output finite; targets checked by their head (``Head.check_target``: class indices in range, integer, of the right
+shape, finite values, …) in training (``mode="loss"``) and in evaluation (``mode="evaluate"``), raising a
+:class:`~polymodal.core.heads.TargetError` that names the task; every loss finite. The finiteness checks cost one
+``torch.isfinite(x).all()`` per tensor; ``ModelConfig.check_finite=False`` (or ``model.check_finite = False``)
+skips them.
 """
 
 from __future__ import annotations
@@ -22,13 +29,32 @@ import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
+from polymodal.core.component import ModalityInputError
+from polymodal.core.heads import Head, TargetError
 from polymodal.core.tokens import Tokens
 from polymodal.model.checkpoint import load_pretrained, save_pretrained
 from polymodal.model.config import ModelConfig
 from polymodal.registry.lookup import component_class
 from polymodal.registry.tables import MODELS
 
-__all__ = ["MultimodalDataPreprocessor", "MultimodalModel", "build_model", "from_pretrained"]
+__all__ = [
+    "MultimodalDataPreprocessor",
+    "MultimodalModel",
+    "NonFiniteError",
+    "build_model",
+    "from_pretrained",
+]
+
+
+class NonFiniteError(ValueError):
+    """NaN or Inf where the model needs finite values (a task's output, a loss). The message names the task."""
+
+
+def _count_non_finite(x: Tensor) -> int:
+    """NaN/Inf entries of ``x`` (0 for an integer tensor); the common case costs one ``isfinite(...).all()``."""
+    if not x.is_floating_point() or bool(torch.isfinite(x).all()):
+        return 0
+    return int((~torch.isfinite(x)).sum())
 
 
 @MODELS.register_module()
@@ -66,6 +92,10 @@ class MultimodalModel(BaseModel):
         data_preprocessor: mmengine data preprocessor (config or module); default
             :class:`MultimodalDataPreprocessor`, which moves batches to the device.
         init_cfg: mmengine weight-init config (rarely needed: components initialise themselves).
+
+    Attributes:
+        check_finite: check that tokens, outputs and losses are finite (from ``config.check_finite``; set it to
+            ``False`` to skip the checks, e.g. in a tuned production loop).
     """
 
     def __init__(
@@ -85,6 +115,7 @@ class MultimodalModel(BaseModel):
         else:
             config = ModelConfig.model_validate({**dict(config or {}), **fields})
         self.config = config
+        self.check_finite = config.check_finite
         dim = config.encoder.embed_dim
         self.encoder = component_class("encoder", config.encoder)(config.encoder)
         self.tokenizers = nn.ModuleDict(
@@ -112,7 +143,8 @@ class MultimodalModel(BaseModel):
         unknown = sorted(set(inputs) - set(self.tokenizers))
         if unknown:
             raise KeyError(
-                f"inputs {unknown} have no tokenizer in this model; inputs it takes: {sorted(self.tokenizers)}"
+                f"inputs: expected keys among {sorted(self.tokenizers)} (the inputs this model has tokenizers for), "
+                f"got unknown {unknown}"
             )
         if not inputs:
             raise ValueError(f"no inputs given; this model takes {sorted(self.tokenizers)}")
@@ -144,11 +176,28 @@ class MultimodalModel(BaseModel):
         groups = self.fusion_groups(inputs)
         fused_members = {m for members in groups.values() for m in members}
         raw = {key: self.tokenizers[key](batch) for key, batch in inputs.items()}
+        if self.check_finite:  # tokenizers check their own output; this covers one that bypasses those checks
+            for key, tokens in raw.items():
+                bad = _count_non_finite(tokens.embeddings)
+                if bad:
+                    raise ModalityInputError(
+                        key,
+                        "finite tokens",
+                        f"{bad} NaN/Inf of {tokens.embeddings.numel()} token values from the tokenizer "
+                        f"{self.config.tokenizers[key].type!r}; input values may be too large to represent after the "
+                        "tokenizer's projection (scale them down)",
+                    )
         out = {}
         for key, tokens in raw.items():
             if key not in fused_members or key in self._read_directly:
                 out[key] = self._with_cls(key, tokens, self._with_modality(key, tokens), tokens.mask)
         for key, members in groups.items():
+            several = {m: raw[m].rows_per_sample for m in members if raw[m].rows_per_sample != 1}
+            if several:
+                raise ValueError(
+                    f"fusion.{key}: members need one token sequence per sample, got {several} rows per sample "
+                    "(their tokenizers make one sequence per channel); configure them to make one per sample"
+                )
             sizes = {m: raw[m].batch_size for m in members}
             if len(set(sizes.values())) != 1:
                 raise ValueError(f"fusion.{key}: members need one row per sample, got batch sizes {sizes}")
@@ -165,12 +214,40 @@ class MultimodalModel(BaseModel):
         return dict(zip(tokens, encoded))
 
     def head_outputs(self, encoded: Mapping[str, Tokens]) -> dict[str, Tensor]:
-        """``{task: output}`` for every head whose inputs were encoded."""
-        return {
+        """``{task: output}`` for every head whose inputs were encoded (each checked finite, see ``check_finite``)."""
+        outputs = {
             task: head(*(encoded[k] for k in self.head_inputs[task]))
             for task, head in self.heads.items()
             if all(k in encoded for k in self.head_inputs[task])
         }
+        if self.check_finite:
+            for task, out in outputs.items():
+                bad = _count_non_finite(out) if isinstance(out, Tensor) else 0
+                if bad:
+                    raise NonFiniteError(
+                        f"{task}: expected finite outputs, got {bad} NaN/Inf of {out.numel()} values in the "
+                        f"{self.config.heads[task].type!r} head's output {tuple(out.shape)}; the tokens of "
+                        f"{list(self.head_inputs[task])} were finite, so values overflowed in the encoder or the head "
+                        "(inputs of too large a magnitude, or weights that diverged in training)"
+                    )
+        return outputs
+
+    def _target(self, task: str, output: Tensor, encoded: Mapping[str, Tokens], target: Any) -> Any:
+        """``target`` aligned to the encoded tokens and checked by the task's head (``align_target``, then
+        ``check_target``); a :class:`TargetError` names the task."""
+        head = self.heads[task]
+        try:
+            target = head.align_target(encoded[self.head_inputs[task][0]], target)
+            return head.check_target(output, target)
+        except TargetError as exc:
+            raise exc.for_task(task) from None
+
+    @staticmethod
+    def _loss(task: str, head: Head, output: Tensor, target: Any) -> Tensor:
+        try:
+            return head.loss(output, target)
+        except TargetError as exc:
+            raise exc.for_task(task) from None
 
     def forward(
         self,
@@ -215,11 +292,17 @@ class MultimodalModel(BaseModel):
             )
         losses = {}
         for task, out in outputs.items():
-            head = self.heads[task]
             target = targets.get(task)
             if target is not None:
-                target = head.align_target(encoded[self.head_inputs[task][0]], target)
-            losses[f"loss_{task}"] = head.loss(out, target) * self.config.heads[task].loss_weight
+                target = self._target(task, out, encoded, target)
+            loss = self._loss(task, self.heads[task], out, target)
+            if self.check_finite and isinstance(loss, Tensor) and _count_non_finite(loss):
+                raise NonFiniteError(
+                    f"{task}: expected a finite loss, got {loss.detach().float().cpu().tolist()} from finite outputs"
+                    " and targets (values overflowed in the loss: scale the targets down, or lower the learning "
+                    "rate if training diverged)"
+                )
+            losses[f"loss_{task}"] = loss * self.config.heads[task].loss_weight
         return losses
 
     # -- evaluation (mmengine's ValLoop / TestLoop) ---------------------------------------------------------------
@@ -233,7 +316,7 @@ class MultimodalModel(BaseModel):
             head = self.heads[task]
             target = targets.get(task)
             if target is not None:
-                target = head.align_target(encoded[self.head_inputs[task][0]], target)
+                target = self._target(task, out, encoded, target)
             pred = head.predict(out).detach()
             records[task] = {
                 "pred": (pred.float() if pred.is_floating_point() else pred).cpu(),
@@ -285,6 +368,13 @@ def build_model(
     {"type": "classification", "num_classes": 10}})``), a dict of :class:`ModelConfig` fields, a ``ModelConfig``,
     or the path of an mmengine config file (its ``model`` section). Keyword arguments override the config.
     """
+    if isinstance(modalities, (str, bytes)):
+        raise TypeError(
+            f"modalities: expected a list of names, got the string {modalities!r}; did you mean [{modalities!r}]?"
+        )
+    for name, value in (("tokenizers", tokenizers), ("heads", heads)):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{name}: expected a dict {{key: name or config}}, got {type(value).__name__}")
     if isinstance(config, (str, Path)):
         base: dict[str, Any] = ModelConfig.from_file(config).model_dump()
     elif isinstance(config, ModelConfig):

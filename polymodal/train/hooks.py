@@ -3,7 +3,9 @@
 - :class:`AtomicCheckpointHook` (drop-in for mmengine's ``CheckpointHook``): every checkpoint file and the
   ``last_checkpoint`` pointer are written to a temporary file, ``fsync``-ed and renamed (through the
   ``polymodal_atomic`` file backend); the pointer moves only once the new checkpoint is complete, and old
-  checkpoints (``max_keep_ckpts``) are deleted only after that. mmengine's own hook deletes the oldest
+  checkpoints (``max_keep_ckpts``) are deleted only after that. The pointer holds the checkpoint's path relative
+  to the work dir (:func:`~polymodal.train.workdir.latest_checkpoint` resolves it), so a copied work dir resumes
+  from its own checkpoints. mmengine's own hook deletes the oldest
   checkpoint *before* writing the new one and writes files in place, so a kill at the wrong moment leaves a
   truncated checkpoint or a pointer to a deleted one.
 - :class:`RngStateHook`: stores the torch / numpy / Python RNG states in each checkpoint and restores them on
@@ -19,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from mmengine.hooks import CheckpointHook, Hook
 
 from polymodal.model.checkpoint import atomic_write
 from polymodal.train.registry import HOOKS
+from polymodal.train.workdir import LAST_CHECKPOINT
 
 __all__ = ["ATOMIC_BACKEND", "AtomicCheckpointHook", "AtomicLocalBackend", "MetricsJsonHook", "RngStateHook"]
 
@@ -50,6 +54,17 @@ class AtomicLocalBackend(LocalBackend):
 
 if ATOMIC_BACKEND not in _registered_backends:
     register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
+
+
+def _pointer(checkpoint: str, work_dir: str) -> str:
+    """What ``last_checkpoint`` holds: the checkpoint's path relative to the work dir (its file name, by default),
+    so that a copied work dir points at its own copy; remote paths as they are."""
+    if "://" in checkpoint:
+        return checkpoint
+    try:
+        return os.path.relpath(checkpoint, work_dir)
+    except ValueError:  # pragma: no cover - another drive on Windows
+        return checkpoint
 
 
 @HOOKS.register_module()
@@ -90,8 +105,8 @@ class AtomicCheckpointHook(CheckpointHook):
         if not is_main_process():
             return
         # the pointer moves only after the checkpoint is complete; old ones go only after that
-        text = str(self.last_ckpt)
-        atomic_write(Path(runner.work_dir) / "last_checkpoint", lambda tmp: Path(tmp).write_text(text))
+        text = _pointer(str(self.last_ckpt), runner.work_dir)
+        atomic_write(Path(runner.work_dir) / LAST_CHECKPOINT, lambda tmp: Path(tmp).write_text(text))
         for old in to_remove:
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):

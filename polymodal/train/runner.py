@@ -1,10 +1,13 @@
 """mmengine Runner glue: the runner, the DDP wrapper, and the ``train`` / ``evaluate`` entry points of the CLI.
 
-:class:`PolymodalRunner` is mmengine's ``Runner`` with three fixes:
+:class:`PolymodalRunner` is mmengine's ``Runner`` with these fixes:
 
 - checkpoints load with ``weights_only=True`` and the allow-list of :mod:`polymodal.train.serialization`
-  (mmengine 0.10.7's resume fails on torch >= 2.6 otherwise), and strictly (mmengine's default ignores missing
-  weights);
+  (mmengine 0.10.7's resume fails on torch >= 2.6 otherwise, and unpickles anything under
+  ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``), and strictly (mmengine's default ignores missing weights);
+- ``resume`` without a checkpoint resolves ``<work_dir>/last_checkpoint`` against the work dir
+  (:func:`~polymodal.train.workdir.latest_checkpoint`: the pointer is relative, so a copied work dir resumes
+  from its own checkpoints);
 - ``--launcher pytorch`` works without CUDA: mmengine's launcher calls ``torch.cuda.set_device``; on a machine
   without GPUs the process group is created here with gloo (``nccl`` in the config is replaced by ``gloo``);
 - :class:`PolymodalDistributedDataParallel` wraps CPU models without ``device_ids`` (which torch refuses there).
@@ -15,11 +18,13 @@ through the wrapper, and :func:`component_wrap_policy` makes the encoder, tokeni
 
 ``train_from_config(config, ...)`` and ``evaluate_from_config(config, checkpoint, ...)`` read an mmengine config file, apply overrides and
 run; after training, process 0 also writes the final model with ``save_pretrained`` into
-``<work_dir>/pretrained``.
+``<work_dir>/pretrained``. A training run holds an exclusive lock on its work dir (process 0,
+:func:`~polymodal.train.workdir.work_dir_lock`): a second run on the same work dir is refused while the first runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import uuid
@@ -36,7 +41,8 @@ from mmengine.model import MMDistributedDataParallel, MMFullyShardedDataParallel
 from mmengine.runner import Runner
 
 from polymodal.train.registry import FUNCTIONS, MODEL_WRAPPERS, RUNNERS, STRATEGIES
-from polymodal.train.serialization import safe_checkpoint_globals
+from polymodal.train.serialization import install_safe_checkpoint_loaders, safe_checkpoint_globals
+from polymodal.train.workdir import latest_checkpoint, work_dir_lock
 
 __all__ = [
     "PolymodalDistributedDataParallel",
@@ -125,6 +131,23 @@ class PolymodalRunner(Runner):
                 torch_dist.init_process_group(backend=dist_cfg["backend"], **kwargs)
         super().setup_env(env_cfg)
 
+    def load_or_resume(self) -> None:
+        """mmengine's ``load_or_resume``, with ``last_checkpoint`` resolved against the work dir."""
+        if self._has_loaded:
+            return None
+        if self._resume and self._load_from is None:
+            resume_from = latest_checkpoint(self.work_dir)
+            if resume_from is None:
+                self.logger.info(
+                    f"No last_checkpoint in {self.work_dir} to resume from: training from the start."
+                )
+                return None
+            self.logger.info(f"Auto resumed from the latest checkpoint {resume_from}.")
+            self.resume(resume_from)
+            self._has_loaded = True
+            return None
+        return super().load_or_resume()
+
     def load_checkpoint(
         self, filename: str, map_location: Any = "cpu", strict: bool = True, revise_keys: list | None = None
     ) -> Any:
@@ -174,11 +197,24 @@ def load_config(
 
 
 def _build_runner(cfg: Config) -> Runner:
+    install_safe_checkpoint_loaders()  # again, in case something re-registered mmengine's own since the import
     if cfg.get("strategy") is not None:  # FSDP / DeepSpeed through mmengine's FlexibleRunner
         from mmengine.runner import FlexibleRunner
 
+        if cfg.get("resume") and cfg.get("load_from") is None:  # its own lookup reads the pointer as it is
+            cfg.load_from = latest_checkpoint(cfg.work_dir)
         return FlexibleRunner.from_cfg(cfg)
     return PolymodalRunner.from_cfg(cfg)
+
+
+def _is_first_process(launcher: str) -> bool:
+    """Process 0 of the job, before the process group exists (from the launcher's environment)."""
+    if launcher == "none":
+        return True
+    for var in ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var]) == 0
+    return True
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -199,19 +235,22 @@ def train_from_config(
 ) -> dict[str, Any]:
     """Train from an mmengine config; return the last validation metrics (``{}`` without validation).
 
-    ``resume=True`` continues from the latest checkpoint in the work dir, a path from that checkpoint.
+    ``resume=True`` continues from the latest checkpoint in the work dir, a path from that checkpoint. The work
+    dir is locked for the run: :class:`~polymodal.train.workdir.WorkDirLockedError` if another run holds it.
     """
     cfg = load_config(config, work_dir=work_dir, cfg_options=cfg_options, launcher=launcher, amp=amp)
     if resume:
         cfg.resume = True
         cfg.load_from = None if resume is True or resume == "auto" else str(resume)
-    runner = _build_runner(cfg)
-    with safe_checkpoint_globals():
-        runner.train()
-    if save_pretrained and is_main_process():
-        model = _unwrap(runner.model)
-        if hasattr(model, "save_pretrained"):
-            model.save_pretrained(Path(cfg.work_dir) / "pretrained")
+    lock = work_dir_lock(cfg.work_dir) if _is_first_process(launcher) else contextlib.nullcontext()
+    with lock:
+        runner = _build_runner(cfg)
+        with safe_checkpoint_globals():
+            runner.train()
+        if save_pretrained and is_main_process():
+            model = _unwrap(runner.model)
+            if hasattr(model, "save_pretrained"):
+                model.save_pretrained(Path(cfg.work_dir) / "pretrained")
     history = runner.message_hub.get_info("polymodal_val_history", [])
     last = dict(history[-1]) if history else {}
     return {k: v for k, v in last.items() if k not in ("epoch", "iter")}

@@ -89,7 +89,7 @@ def test_forward_modes_and_loss_weights() -> None:
         ValueError, match="mode must be 'tensor', 'predict', 'loss' or 'evaluate', got 'train'"
     ):
         model(inputs, mode="train")
-    with pytest.raises(KeyError, match=r"inputs \['audio'\] have no tokenizer in this model"):
+    with pytest.raises(KeyError, match=r"inputs: expected keys among \['image', 'seq'\] .*got unknown \['audio'\]"):
         model({"audio": torch.zeros(1)})
 
 

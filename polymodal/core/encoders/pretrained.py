@@ -147,13 +147,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
 
         obj: Any = load_file(str(p), device="cpu")
     elif suffix in PICKLE_SUFFIXES:
-        try:
+        try:  # weights_only passed explicitly: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn it off
             obj = torch.load(str(p), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            names = ", ".join(dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", str(exc)))) or "not a plain pickle"
             raise PretrainedLoadError(
-                f"{p}: refused to unpickle: the file holds objects other than tensors and plain containers "
-                f"(torch.load(weights_only=True) failed: {str(exc).strip().splitlines()[0]}). Convert it to "
-                f".safetensors, or re-save just the state dict, from a source you trust."
+                f"{p}: refused to unpickle: expected only tensors and plain containers, got code or objects outside "
+                f"that allow-list ({names}). Convert it to .safetensors, or re-save just the state dict, from a "
+                "source you trust."
             ) from None
     else:
         raise PretrainedLoadError(
