@@ -45,6 +45,8 @@ _EXPORTS = {
     "DataSource": "polymodal.core.source",
     "DataSourceConfig": "polymodal.core.source",
     "ModalityInputError": "polymodal.core.component",
+    "TargetError": "polymodal.core.heads",
+    "NonFiniteError": "polymodal.model",
     # your own data and fine-tuning (polymodal.evaluate evaluates a model object; the CLI's config-file evaluation
     # is polymodal.train.evaluate_from_config)
     "ArrayDataset": "polymodal.data",
@@ -81,13 +83,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from polymodal.core.component import ModalityInputError
     from polymodal.core.encoders import Encoder, EncoderConfig
-    from polymodal.core.heads import Head, HeadConfig
+    from polymodal.core.heads import Head, HeadConfig, TargetError
     from polymodal.core.metrics import Metric
     from polymodal.core.source import DataSource, DataSourceConfig
     from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
     from polymodal.core.tokens import Tokens
     from polymodal.data import ArrayDataset, FileDataset, stratified_split, summarize
-    from polymodal.model import ModelConfig, MultimodalModel, build_model, from_pretrained
+    from polymodal.model import ModelConfig, MultimodalModel, NonFiniteError, build_model, from_pretrained
     from polymodal.registry.errors import DuplicateNameError, UnknownNameError
     from polymodal.registry.hookspecs import hookimpl
     from polymodal.registry.lookup import (

@@ -69,7 +69,7 @@ def test_model_forward_errors_name_the_modality() -> None:
         ModalityInputError, match=r"^image: expected .*divisible by 16, got \(2, 3, 30, 32\)$"
     ):
         model({"image": torch.randn(2, 3, 30, 32)})
-    with pytest.raises(KeyError, match=r"inputs \['audio'\] have no tokenizer in this model"):
+    with pytest.raises(KeyError, match=r"inputs: expected keys among \['image'\] .*got unknown \['audio'\]"):
         model({"audio": torch.randn(2, 100)})
 
 

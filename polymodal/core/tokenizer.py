@@ -24,7 +24,12 @@ from torch import Tensor, nn
 from polymodal.core.component import Component, ComponentConfig, ModalityInputError
 from polymodal.core.tokens import Tokens
 
-__all__ = ["Tokenizer", "TokenizerConfig", "check_tensor", "describe"]
+__all__ = ["MAX_INPUT_MAGNITUDE", "Tokenizer", "TokenizerConfig", "check_magnitude", "check_tensor", "describe"]
+
+
+#: Largest magnitude a float input may have: beyond it the squares in a LayerNorm or a variance overflow float32
+#: (3.4e38) and tokens turn into NaN/Inf. Real data is far smaller; larger values are a unit mistake or garbage.
+MAX_INPUT_MAGNITUDE = 1e15
 
 
 class TokenizerConfig(ComponentConfig):
@@ -34,6 +39,12 @@ class TokenizerConfig(ComponentConfig):
         768,
         gt=0,
         description="Token width D. Inside a model it is taken from the encoder unless set explicitly.",
+    )
+    max_tokens: int = Field(
+        8192,
+        gt=0,
+        description="Most tokens one sample may make (attention cost grows with their square); a larger input is "
+        "refused with a clear error: shorten, crop or resize it, or raise this.",
     )
 
 
@@ -69,6 +80,31 @@ class Tokenizer(Component, nn.Module):
 
     def forward(self, batch: Any) -> Tokens:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def __call__(self, batch: Any) -> Tokens:
+        """``forward``, then the checks every tokenizer's output must pass: at most ``max_tokens`` real tokens per
+        sequence, finite token values (a huge input can overflow in the projection)."""
+        out = super().__call__(batch)
+        if isinstance(out, Tokens):
+            self.check_token_count(int(out.lengths.max()) if out.batch_size else 0)
+            if not bool(torch.isfinite(out.embeddings).all()):
+                bad = int((~torch.isfinite(out.embeddings)).sum())
+                raise self.fail(
+                    "inputs whose tokens are finite",
+                    f"{bad} NaN/Inf token values (input values too large for the tokenizer's projection?)",
+                )
+        return out
+
+    def check_token_count(self, count: int, what: str = "") -> None:
+        """Refuse a sample that makes more than ``max_tokens`` tokens (call it before expensive work when the count
+        is known from the input's shape; ``what`` describes the input)."""
+        limit = self.config.max_tokens
+        if count > limit:
+            raise self.fail(
+                f"at most {limit} tokens per sample (max_tokens; shorten, crop or resize the input, or raise "
+                "max_tokens)",
+                f"{count} tokens" + (f" from {what}" if what else ""),
+            )
 
     def example_input(self, batch_size: int = 2, generator: torch.Generator | None = None) -> Any:
         """A valid batch of ``batch_size`` samples (used by the conformance checks and docs)."""
@@ -196,7 +232,21 @@ def check_tensor(
         raise ModalityInputError(modality, f"a floating-point tensor {shape}", describe(x))
     if floating is False and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         raise ModalityInputError(modality, f"an integer tensor {shape}", describe(x))
-    if finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ModalityInputError(modality, f"finite values {shape}", f"{bad} NaN/Inf values in {describe(x)}")
+    if finite and x.is_floating_point():
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ModalityInputError(modality, f"finite values {shape}", f"{bad} NaN/Inf values in {describe(x)}")
+        check_magnitude(x, modality)
+    return x
+
+
+def check_magnitude(x: Tensor, modality: str, limit: float = MAX_INPUT_MAGNITUDE) -> Tensor:
+    """Refuse float values beyond ``limit`` in magnitude (finite but huge values overflow to Inf/NaN inside the
+    tokenizer or the encoder); return ``x``."""
+    if x.is_floating_point() and x.numel():
+        peak = float(x.detach().abs().max())
+        if peak > limit:
+            raise ModalityInputError(
+                modality, f"values of magnitude at most {limit:.0e}", f"|x| up to {peak:.3g} in {describe(x)}"
+            )
     return x

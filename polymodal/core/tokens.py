@@ -4,6 +4,9 @@ Shapes: ``embeddings`` ``[B, N, D]`` (float), ``mask`` ``[B, N]`` (bool, ``True`
 ``False``). ``modality`` names the input the tokens came from. ``meta`` carries what a head may need from the
 tokenizer (for example RevIN statistics for forecasting, or the number of nodes of each graph). ``prefix`` counts
 the tokens the model put in front of the tokenizer's own (1 for a [CLS] token), so heads can tell them apart.
+``rows_per_sample`` says how many consecutive rows make one sample (1 for most tokenizers; ``C`` for a tokenizer that
+makes one sequence per channel, rows ``b·C .. b·C + C - 1`` being sample ``b``): heads about whole samples pool
+those rows into one (:func:`polymodal.core.heads.pool_tokens`), so they give one output row per sample.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ class Tokens:
         modality: the name of the input these tokens came from (e.g. ``"image"``).
         meta: extra per-batch values a head may need (not touched by the encoder).
         prefix: number of leading tokens added by the model (e.g. 1 for [CLS]); always real (mask ``True``).
+        rows_per_sample: consecutive rows that make one sample (``B`` must be a multiple of it); ``num_samples``
+            is ``B // rows_per_sample``.
     """
 
     embeddings: Tensor
@@ -34,6 +39,7 @@ class Tokens:
     modality: str
     meta: dict[str, Any] = field(default_factory=dict)
     prefix: int = 0
+    rows_per_sample: int = 1
 
     def __post_init__(self) -> None:
         e, m = self.embeddings, self.mask
@@ -47,6 +53,12 @@ class Tokens:
             raise ValueError(
                 f"{self.modality}: Tokens.mask must be a bool tensor of shape {tuple(e.shape[:2])}, got {got}"
             )
+        r = self.rows_per_sample
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1 or e.shape[0] % r:
+            raise ValueError(
+                f"{self.modality}: Tokens.rows_per_sample must be a positive integer dividing the {e.shape[0]} rows, "
+                f"got {r!r}"
+            )
 
     @classmethod
     def full(cls, embeddings: Tensor, modality: str, **meta: Any) -> Tokens:
@@ -57,6 +69,11 @@ class Tokens:
     @property
     def batch_size(self) -> int:
         return self.embeddings.shape[0]
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in the batch: ``batch_size // rows_per_sample``."""
+        return self.embeddings.shape[0] // self.rows_per_sample
 
     @property
     def num_tokens(self) -> int:

@@ -192,7 +192,8 @@ def infer_task(
             raise ValueError(f"{modality}: class indices must be >= 0, got {int(t.min())}")
         n = given.get("num_classes") or (len(names) if names is not None else int(t.max()) + 1)
         if int(t.max()) >= n:
-            raise ValueError(f"{modality}: class index {int(t.max())} for {n} classes")
+            source = "num_classes" if given.get("num_classes") else "class_names"
+            raise ValueError(f"{modality}: expected class indices below {n} ({source}), got {int(t.max())}")
         out = Task(kind=kind, num_classes=max(n, 2) if names is None else n, class_names=names)
     elif kind == "multilabel":
         if y.ndim != 2 or not bool(np.isin(y, (0, 1)).all()):
@@ -216,7 +217,7 @@ def infer_task(
         out = Task(kind=kind, horizon=t.shape[-1], channels=t.shape[1])
     if kind != "multilabel" and not bool(torch.isfinite(t.float()).all()):
         bad = int((~torch.isfinite(t.float())).sum())
-        raise ValueError(f"{modality}: {bad} NaN/Inf targets")
+        raise ValueError(f"{modality}: expected finite targets, got {bad} NaN/Inf")
     if reason is not None and task is None:
         out = out.model_copy(update={"inferred": reason})
         logger.info(

@@ -41,6 +41,7 @@ __all__ = [
     "PatchEmbedState",
     "adapt_patch_embed",
     "embed_tubelets",
+    "float_pixel_range",
     "image_to_chw",
     "minmax_scale",
     "patch_embed_state",
@@ -238,6 +239,18 @@ def read_image(path: str | Path, mode: str | None = None) -> np.ndarray:
 
 
 # -- intensity scaling ---------------------------------------------------------------------------------------
+def float_pixel_range(x: Tensor) -> str | None:
+    """``None`` when float pixels look like the [0, 1] range they are taken in, else what came: values up to
+    255 (0-255 floats, which would be taken as 255 times too bright) or far below 0 (already normalised).
+    Small overshoot from resampling is accepted."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    if hi > 1.5 or lo < -0.5:
+        return f"float pixels in [{lo:.3g}, {hi:.3g}] (divide 0-255 values by 255, or pass uint8)"
+    return None
+
+
 def quantiles(x: Tensor, q: Tensor) -> Tensor:
     """``[..., len(q)]`` quantiles of ``x [..., N]`` over its last dim (linear interpolation, as
     ``np.percentile``).

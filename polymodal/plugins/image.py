@@ -44,6 +44,7 @@ from polymodal.plugins._grid import (
     PatchEmbedState,
     adapt_patch_embed,
     embed_tubelets,
+    float_pixel_range,
     image_to_chw,
     minmax_scale,
     patch_embed_state,
@@ -194,6 +195,9 @@ class ImageTokenizer(Tokenizer):
         if x.dtype == torch.uint8:
             return x.float() / 255.0
         if x.is_floating_point():
+            problem = float_pixel_range(x)
+            if problem is not None:
+                raise self.fail("float pixels in [0, 1] (or uint8 0-255)", problem)
             return x
         raise self.fail("uint8 or float pixels", describe(x if raw is None else raw))
 

@@ -159,5 +159,32 @@ def test_embedding_head_errors_and_options() -> None:
     with pytest.raises(ValueError, match="embedding: paired inputs 'x' and 'y' need one row per sample"):
         shared(_tokens([6, 6], name="x"), _tokens([6], name="y"))
     by_label = EmbeddingHead({"embed_dim": D, "pair": "y", "positives": "label"})
-    with pytest.raises(ValueError, match="positives='label' needs target labels"):
+    with pytest.raises(
+        ValueError, match=r"^embedding: expected target labels \[2\] \(positives='label'\), got None$"
+    ):
         by_label.loss(by_label(_tokens([6, 6]), _tokens([6, 6])))
+
+
+def test_pooling_averages_the_rows_of_a_sample() -> None:
+    # 2 samples x 3 rows (one per channel, say): rows 3b .. 3b + 2 are sample b
+    t = _tokens([3, 6, 4, 5, 6, 2]).replace(rows_per_sample=3)
+    assert t.num_samples == 2 and t.batch_size == 6
+    per_row = pool_tokens(t.replace(rows_per_sample=1), "mean")
+    pooled = pool_tokens(t, "mean")
+    assert pooled.shape == (2, D)
+    assert torch.allclose(pooled[0], per_row[:3].mean(0)) and torch.allclose(pooled[1], per_row[3:].mean(0))
+    assert torch.allclose(pool_tokens(t, "cls")[1], t.embeddings[3:, 0].mean(0))
+    clf = ClassificationHead({"embed_dim": D, "num_classes": 4})
+    assert clf(t).shape == (2, 4) and clf.predict(clf(t)).shape == (2,)
+    assert RegressionHead({"embed_dim": D, "out_dim": 2})(t).shape == (2, 2)
+    assert EmbeddingHead({"embed_dim": D, "out_dim": 8})(t).shape == (2, 8)
+    with pytest.raises(
+        ValueError, match=r"^x: token_classification expects one token sequence per sample, got 3 rows"
+    ):
+        TokenClassificationHead({"embed_dim": D, "num_classes": 3})(t)
+    with pytest.raises(
+        ValueError, match=r"^x: Tokens.rows_per_sample must be a positive integer dividing the 6 rows"
+    ):
+        t.replace(rows_per_sample=4)
+    with pytest.raises(ValueError, match=r"rows_per_sample must be a positive integer .*got True"):
+        t.replace(rows_per_sample=True)

@@ -190,3 +190,13 @@ def test_series_of_several_channels_are_mixed_for_classification() -> None:
     assert independent.tokenizer_config["channel_mode"] == "independent"  # what the user asks for wins
     forecast = ArrayDataset("time_series", x, x[:, :, :8])  # forecasting keeps channels apart (PatchTST)
     assert forecast.task.kind == "forecasting" and forecast.tokenizer_config["channel_mode"] == "independent"
+
+
+def test_bad_targets_say_what_was_expected() -> None:
+    images = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"^image: expected class indices below 3 \(num_classes\), got 7$"):
+        ArrayDataset("image", images, [0, 1, 2, 7], task={"kind": "classification", "num_classes": 3})
+    with pytest.raises(ValueError, match=r"^image: expected class indices below 2 \(class_names\), got 2$"):
+        ArrayDataset("image", images, [0, 1, 2, 1], class_names=["cat", "dog"])
+    with pytest.raises(ValueError, match=r"^image: expected finite targets, got 1 NaN/Inf$"):
+        ArrayDataset("image", images, [float("nan"), 1.0, 2.0, 0.5])

@@ -36,9 +36,9 @@ def test_infer_task() -> None:
     assert task.num_classes == 5
     with pytest.raises(ValueError, match=r"image: labels \['cow'\] are not in class_names \['cat', 'dog'\]"):
         infer_task(["cat", "cow"], "image", class_names=["cat", "dog"])
-    with pytest.raises(ValueError, match="image: class index 7 for 3 classes"):
+    with pytest.raises(ValueError, match=r"image: expected class indices below 3 \(num_classes\), got 7"):
         infer_task([0, 7], "image", task={"kind": "classification", "num_classes": 3})
-    with pytest.raises(ValueError, match="image: 1 NaN/Inf targets"):
+    with pytest.raises(ValueError, match="image: expected finite targets, got 1 NaN/Inf"):
         infer_task([0.5, float("nan")], "image")
     with pytest.raises(ValueError, match="task must be 'classification', 'multilabel'"):
         infer_task([0, 1], "image", task="segmentation")

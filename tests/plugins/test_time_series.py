@@ -488,3 +488,62 @@ def test_config_for_data_mixes_channels_for_whole_series_tasks() -> None:
     assert for_data(pd.DataFrame(np.zeros((3, 4))), "classification", set()) == {}  # rows are (L,) series
     assert for_data([[[0.0, 1.0], [2.0]]], "classification", set()) == {}  # ragged: the checks will say
     assert for_data([], "classification", set()) == {}
+
+
+def test_channel_independent_tokens_give_one_row_per_series_to_whole_series_heads() -> None:
+    tok = tokenizer()
+    x = torch.randn(2, 3, 40, generator=torch.Generator().manual_seed(0))
+    assert tok(x).rows_per_sample == 3 and tok(x).num_samples == 2  # rows b·C + c: sample b
+    assert tokenizer(channels=3, channel_mode="mixing")(x).rows_per_sample == 1
+    torch.manual_seed(0)
+    model = polymodal.build_model(
+        encoder={"type": "vit", "embed_dim": 8, "depth": 1, "num_heads": 2},
+        tokenizers={"time_series": "time_series"},
+        heads={
+            "time_series": {"type": "classification", "num_classes": 4, "pool": "mean"},
+            "level": {"type": "regression", "modality": "time_series", "out_dim": 2},
+        },
+    ).eval()
+    with torch.no_grad():
+        out = model({"time_series": x})
+        pred = model({"time_series": x}, mode="predict")
+        encoded = model.encode({"time_series": x})["time_series"]
+    assert out["time_series"].shape == (2, 4) and pred["time_series"].shape == (2,)
+    assert out["level"].shape == (2, 2)
+    # reference: each channel's row pooled on its own, the 3 rows of a series averaged, then the head's layers
+    head = model.heads["time_series"]
+    rows = encoded.replace(rows_per_sample=1)
+    per_row = (rows.embeddings[:, 1:] * rows.mask[:, 1:, None]).sum(1) / rows.mask[:, 1:].sum(1, keepdim=True)
+    reference = head.fc(head.norm(per_row.view(2, 3, -1).mean(1)))
+    assert torch.allclose(out["time_series"], reference, atol=1e-6)
+    targets = {"time_series": torch.tensor([0, 3]), "level": torch.zeros(2, 2)}
+    loss = model({"time_series": x}, targets, mode="loss")["loss_time_series"]
+    assert torch.allclose(loss, torch.nn.functional.cross_entropy(reference, torch.tensor([0, 3])), atol=1e-6)
+
+
+def test_token_classification_refuses_channel_independent_tokens() -> None:
+    model = polymodal.build_model(
+        encoder={"type": "vit", "embed_dim": 8, "depth": 1, "num_heads": 2},
+        tokenizers={"time_series": "time_series"},
+        heads={"time_series": {"type": "token_classification", "num_classes": 2}},
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^time_series: token_classification expects one token sequence per sample, got 3 rows per sample",
+    ):
+        model({"time_series": torch.randn(2, 3, 40)})
+    assert model({"time_series": torch.randn(2, 1, 40)})["time_series"].shape == (2, 5, 2)  # one channel: fine
+
+
+def test_fit_and_evaluate_with_channel_independent_tokens() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 3, 32)).astype(np.float32), np.arange(8) % 2
+    data = polymodal.ArrayDataset("time_series", x, y, tokenizer={"channel_mode": "independent"})
+    model = polymodal.build_model(
+        encoder={"type": "vit", "embed_dim": 8, "depth": 1, "num_heads": 2},
+        tokenizers={"time_series": data.tokenizer_config},
+        heads={"time_series": data.head_config()},
+    )
+    assert polymodal.fit(model, data, epochs=1, batch_size=4, summary=False).epochs_run == 1
+    assert model({"time_series": torch.as_tensor(x)}, mode="predict")["time_series"].shape == (8,)
+    assert set(polymodal.evaluate(model, data)) == {"time_series/accuracy", "time_series/macro_f1"}

@@ -108,7 +108,8 @@ def test_explicit_width_must_match_the_encoder() -> None:
 def test_head_must_read_an_existing_input() -> None:
     bad = {**BASE, "heads": {"digits": {"type": "classification", "num_classes": 10}}}
     with pytest.raises(
-        ValidationError, match=r"heads.digits reads inputs \['digits'\], which have no tokenizer; inputs: image"
+        ValidationError,
+        match=r"heads.digits reads inputs \['digits'\], which have no tokenizer; inputs: image",
     ):
         ModelConfig.model_validate(bad)
     ok = {**BASE, "heads": {"digits": {"type": "classification", "num_classes": 10, "modality": "image"}}}
@@ -120,5 +121,52 @@ def test_config_objects_are_accepted_and_checked() -> None:
     tok = ImageTokenizerConfig(patch_size=4)
     cfg = ModelConfig(encoder="vit_tiny", tokenizers={"image": tok})  # type: ignore[arg-type]
     assert cfg.tokenizers["image"].patch_size == 4 and cfg.tokenizers["image"].embed_dim == 192
-    assert tok.embed_dim == 768 and "embed_dim" not in tok.model_fields_set  # the caller's object is untouched
+    assert (
+        tok.embed_dim == 768 and "embed_dim" not in tok.model_fields_set
+    )  # the caller's object is untouched
     assert resolve_config("encoder", "vit_small").embed_dim == 384
+
+
+def test_a_bool_is_refused_where_a_config_wants_a_number() -> None:
+    bad = {**BASE, "heads": {"image": {"type": "classification", "num_classes": True}}}
+    with pytest.raises(ValidationError) as exc:
+        ModelConfig.model_validate(bad)
+    assert errors(exc) == [
+        ("heads.image.num_classes", "Value error, num_classes: expected an integer, got the bool True")
+    ]
+    with pytest.raises(
+        ValidationError
+    ) as exc:  # every component config: int | None, float, tuple[float, ...]
+        ModelConfig.model_validate(
+            {
+                **BASE,
+                "tokenizers": {
+                    "image": {"type": "image", "patch_size": False, "mean": (True, 0.5, 0.5)},
+                    "series": {"type": "time_series", "channels": True},
+                },
+                "heads": {"image": {"type": "classification", "num_classes": 3, "dropout": False}},
+            }
+        )
+    assert sorted(errors(exc)) == [
+        ("heads.image.dropout", "Value error, dropout: expected a number, got the bool False"),
+        (
+            "tokenizers.image.mean",
+            "Value error, mean: expected a number at position 0, got a bool in (True, 0.5, 0.5)",
+        ),
+        ("tokenizers.image.patch_size", "Value error, patch_size: expected an integer, got the bool False"),
+        ("tokenizers.series.channels", "Value error, channels: expected an integer, got the bool True"),
+    ]
+    tok = ImageTokenizerConfig(patch_size=4)
+    with pytest.raises(ValidationError, match="patch_size: expected an integer, got the bool True"):
+        tok.patch_size = True  # assignments are validated too
+    # bools stay bools, numbers stay numbers, and JSON round trips are untouched
+    cfg = ModelConfig.model_validate(
+        {**BASE, "heads": {"image": {"type": "classification", "num_classes": 2, "multi_label": True}}}
+    )
+    assert cfg.heads["image"].multi_label is True and cfg.heads["image"].num_classes == 2
+    assert ModelConfig.model_validate_json(cfg.model_dump_json()) == cfg
+    assert ImageTokenizerConfig(mean=[0.5, 0.5, 0.5]).mean == (
+        0.5,
+        0.5,
+        0.5,
+    )  # lax lists for tuples still work

@@ -1,6 +1,16 @@
 """Task heads ``h``: the interface (:mod:`.base`) and the built-in heads, one per module."""
 
-from polymodal.core.heads.base import IGNORE_INDEX, Head, HeadConfig, pool_tokens
+from polymodal.core.heads.base import (
+    IGNORE_INDEX,
+    Head,
+    HeadConfig,
+    TargetError,
+    check_class_indices,
+    check_multi_hot,
+    check_target_tensor,
+    check_value_target,
+    pool_tokens,
+)
 from polymodal.core.heads.classification import ClassificationHead, ClassificationHeadConfig
 from polymodal.core.heads.embedding import EmbeddingHead, EmbeddingHeadConfig, info_nce
 from polymodal.core.heads.regression import RegressionHead, RegressionHeadConfig, mse_loss
@@ -19,8 +29,13 @@ __all__ = [
     "HeadConfig",
     "RegressionHead",
     "RegressionHeadConfig",
+    "TargetError",
     "TokenClassificationHead",
     "TokenClassificationHeadConfig",
+    "check_class_indices",
+    "check_multi_hot",
+    "check_target_tensor",
+    "check_value_target",
     "info_nce",
     "mse_loss",
     "pool_tokens",

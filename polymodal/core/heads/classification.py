@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from polymodal.core.heads.base import Head, HeadConfig, pool_field, pool_tokens
+from polymodal.core.heads.base import (
+    Head,
+    HeadConfig,
+    check_class_indices,
+    check_multi_hot,
+    pool_field,
+    pool_tokens,
+)
 from polymodal.core.tokens import Tokens
 
 __all__ = ["ClassificationHead", "ClassificationHeadConfig"]
@@ -49,20 +56,18 @@ class ClassificationHead(Head):
     def forward(self, tokens: Tokens) -> Tensor:
         return self.fc(self.drop(self.norm(pool_tokens(tokens, self.config.pool))))
 
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        c = self.config
-        if c.multi_label:
-            if tuple(target.shape) != tuple(output.shape):
-                raise ValueError(
-                    f"classification: expected multi-hot targets of shape {tuple(output.shape)}, "
-                    f"got {tuple(target.shape)}"
-                )
+    def check_target(self, output: Tensor, target: Any) -> Tensor:
+        """Class indices ``[B]`` in ``[0, num_classes)`` (``-100``: ignored; integral floats accepted), or multi-hot
+        ``[B, num_classes]`` of 0 and 1 when ``multi_label``."""
+        if self.config.multi_label:
+            return check_multi_hot(target, self.name, tuple(output.shape))
+        return check_class_indices(target, self.name, self.config.num_classes, (output.shape[0],))
+
+    def loss(self, output: Tensor, target: Any) -> Tensor:
+        target = self.check_target(output, target)
+        if self.config.multi_label:
             return F.binary_cross_entropy_with_logits(output, target.to(output.dtype))
-        if target.dim() != 1 or target.shape[0] != output.shape[0]:
-            raise ValueError(
-                f"classification: expected class indices of shape ({output.shape[0]},), got {tuple(target.shape)}"
-            )
-        return F.cross_entropy(output, target.long(), label_smoothing=c.label_smoothing)
+        return F.cross_entropy(output, target, label_smoothing=self.config.label_smoothing)
 
     def predict(self, output: Tensor) -> Tensor:
         if self.config.multi_label:

@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from polymodal.core.heads.base import Head, HeadConfig, pool_field, pool_tokens
+from polymodal.core.heads.base import (
+    Head,
+    HeadConfig,
+    TargetError,
+    check_target_tensor,
+    pool_field,
+    pool_tokens,
+)
 from polymodal.core.tokens import Tokens
 
 __all__ = ["EmbeddingHead", "EmbeddingHeadConfig", "info_nce"]
@@ -37,7 +44,6 @@ class EmbeddingHeadConfig(HeadConfig):
         description="'pair': only row i of the other input is a positive; 'label': every row with the same target "
         "label is (for pairs formed by class, e.g. an image and a sound of one digit).",
     )
-
 
     def inputs(self, task: str) -> tuple[str, ...]:
         first = self.modality or task
@@ -85,12 +91,25 @@ class EmbeddingHead(Head):
         a = self._embed(tokens, second=False)
         if pair is None:
             return a
-        if pair.batch_size != tokens.batch_size:
+        if pair.num_samples != tokens.num_samples:
             raise ValueError(
                 f"embedding: paired inputs {tokens.modality!r} and {pair.modality!r} need one row per sample, got "
-                f"batches of {tokens.batch_size} and {pair.batch_size}"
+                f"batches of {tokens.num_samples} and {pair.num_samples}"
             )
         return torch.stack([a, self._embed(pair, second=True)], dim=1)
+
+    def check_target(self, output: Tensor, target: Any) -> Any:
+        """With ``positives="label"``: integer labels ``[B]`` (integral floats accepted); otherwise targets are not
+        used and pass unchanged."""
+        if self.config.positives != "label":
+            return target
+        what = f"integer labels of shape ({output.shape[0]},) (positives='label')"
+        t = check_target_tensor(target, self.name, what)
+        if tuple(t.shape) != (output.shape[0],):
+            raise TargetError(self.name, what, f"{tuple(t.shape)}")
+        if t.is_floating_point() and not bool((torch.isfinite(t) & (t == t.round())).all()):
+            raise TargetError(self.name, what, "non-integer or NaN/Inf values")
+        return t.long()
 
     def loss(self, output: Tensor, target: Tensor | None = None) -> Tensor:
         if output.dim() != 3 or output.shape[1] != 2:
@@ -98,9 +117,11 @@ class EmbeddingHead(Head):
                 "embedding: the contrastive loss needs paired embeddings [B, 2, E]; set the head's 'pair' to the "
                 f"input key of the second view (got output of shape {tuple(output.shape)})"
             )
-        labels = target if self.config.positives == "label" else None
-        if self.config.positives == "label" and target is None:
-            raise ValueError("embedding: positives='label' needs target labels [B]")
+        labels = None
+        if self.config.positives == "label":
+            if target is None:
+                raise TargetError(self.name, f"target labels [{output.shape[0]}] (positives='label')", "None")
+            labels = self.check_target(output, target)
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
         return info_nce(output[:, 0], output[:, 1], scale, labels)
 

@@ -9,18 +9,23 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from polymodal.core.heads.base import Head, HeadConfig, pool_field, pool_tokens
+from polymodal.core.heads.base import (
+    Head,
+    HeadConfig,
+    check_value_target,
+    pool_field,
+    pool_tokens,
+)
 from polymodal.core.tokens import Tokens
 
 __all__ = ["RegressionHead", "RegressionHeadConfig", "mse_loss"]
 
 
-def mse_loss(output: Tensor, target: Tensor, head: str) -> Tensor:
+def mse_loss(output: Tensor, target: Any, head: str) -> Tensor:
     """Mean squared error of ``output`` against ``target`` of the same shape (the loss of every head that predicts
-    values); another shape is an error naming the ``head``."""
-    if tuple(target.shape) != tuple(output.shape):
-        raise ValueError(f"{head}: expected targets of shape {tuple(output.shape)}, got {tuple(target.shape)}")
-    return F.mse_loss(output, target.to(output.dtype))
+    values); another shape or NaN/Inf targets are a :class:`~polymodal.core.heads.TargetError` naming the
+    ``head`` (:func:`~polymodal.core.heads.check_value_target`)."""
+    return F.mse_loss(output, check_value_target(output, target, head).to(output.dtype))
 
 
 class RegressionHeadConfig(HeadConfig):
@@ -52,7 +57,11 @@ class RegressionHead(Head):
             return target.unsqueeze(1)
         return target
 
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+    def check_target(self, output: Tensor, target: Any) -> Tensor:
+        """Finite values of the output's shape ``[B, out_dim]``."""
+        return check_value_target(output, target, self.name)
+
+    def loss(self, output: Tensor, target: Any) -> Tensor:
         return mse_loss(output, target, self.name)
 
     def example_target(self, tokens: Tokens, generator: torch.Generator | None = None) -> Tensor:

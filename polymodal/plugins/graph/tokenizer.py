@@ -166,6 +166,7 @@ class GraphTokenizer(Tokenizer):
         if isinstance(raw, Batch):
             raise self.fail("one graph (a Data)", "a Batch; use collate or call the tokenizer on it")
         g = self._check_graph(raw)
+        self.check_token_count(g.num_nodes, f"a graph of {g.num_nodes} nodes (one token per node)")  # before its PE
         out = Data(edge_index=g.edge_index, num_nodes=g.num_nodes)
         if self.config.in_channels:
             out.x = g.x.float()
@@ -202,7 +203,7 @@ class GraphTokenizer(Tokenizer):
             raise self.fail("a torch_geometric Data/Batch or a list of Data", describe(batch))
         elif not isinstance(batch, Batch):
             batch = self.collate([batch])
-        if batch.num_graphs == 0:
+        if getattr(batch, "batch", None) is None or batch.num_graphs == 0:  # Batch() has no graphs and no vector
             raise self.fail("a non-empty batch of graphs", "a Batch of 0 graphs")
         self._check_graph(batch, " in the batch")
         if self.pe_attr:

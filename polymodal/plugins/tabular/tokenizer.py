@@ -10,6 +10,7 @@ learned column-identity embedding. The class also says how a table of the user's
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -142,6 +143,14 @@ class TabularTokenizer(Tokenizer):
                 raise self.fail(
                     "a 1-D array of numbers (the config has no schema, so no column names)", "a dict"
                 )
+            unknown = sorted(str(k) for k in set(raw) - set(c.column_names))
+            if unknown:  # dropped (a target or id column in a row is common), but never silently
+                warnings.warn(
+                    f"tabular: the schema has no column {', '.join(map(repr, unknown))}; its values are dropped "
+                    f"(schema columns: {', '.join(c.column_names)})",
+                    UserWarning,
+                    stacklevel=2,
+                )
             table: Any = {k: [v] for k, v in raw.items()}
         elif isinstance(raw, (np.ndarray, Tensor, list, tuple)):
             row = raw.detach().cpu().numpy() if isinstance(raw, Tensor) else np.asarray(raw, dtype=object)
@@ -255,4 +264,4 @@ class TabularTokenizer(Tokenizer):
             arr = data.detach().cpu().numpy() if isinstance(data, Tensor) else data
             if isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.dtype.kind in "biuf":
                 fitted = cls.config_class.from_arrays(numeric=arr)
-        return {} if fitted is None else fitted.model_dump(exclude={"type", "embed_dim"})
+        return {} if fitted is None else fitted.model_dump(exclude=set(TokenizerConfig.model_fields))

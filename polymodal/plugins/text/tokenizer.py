@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
+from polymodal.core.component import LocalFile
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
 from polymodal.core.tokens import Tokens
 from polymodal.plugins.text.files import TEXT_EXTENSIONS, read_text
@@ -51,10 +52,10 @@ class TextTokenizerConfig(TokenizerConfig):
         "bytes",
         description="'bytes': UTF-8 bytes, no file; 'wordpiece' / 'bpe': a local vocabulary (tokenizers).",
     )
-    vocab_file: str | None = Field(
+    vocab_file: LocalFile = Field(
         None, description="wordpiece: vocab.txt (one token a line); bpe: vocab.json."
     )
-    merges_file: str | None = Field(None, description="bpe: merges.txt.")
+    merges_file: LocalFile = Field(None, description="bpe: merges.txt.")
     lowercase: bool = Field(True, description="wordpiece: lower-case and strip accents (uncased BERT).")
     pad_token: str = Field("[PAD]", description="Padding token of a vocabulary file (added if missing).")
     unk_token: str = Field("[UNK]", description="Unknown-token of a vocabulary file.")
@@ -154,6 +155,14 @@ class TextTokenizer(Tokenizer):
         bad = [t for t in texts if not isinstance(t, str)]
         if bad or len(texts) == 0:
             raise self.fail("a string or a non-empty list of strings", describe(bad[0] if bad else texts))
+        for i, t in enumerate(texts):  # a lone surrogate (e.g. from a bad decode) has no UTF-8 form
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise self.fail(
+                    "valid Unicode text (decode with errors='replace' to repair it)",
+                    f"text {i}: an unpaired surrogate {t[exc.start]!r} at position {exc.start}",
+                ) from None
         if self._hf is None:
             ids = [
                 torch.frombuffer(bytearray(t.encode("utf-8")), dtype=torch.uint8).long() + BYTE_OFFSET

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from polymodal.core.heads import Head, HeadConfig, mse_loss
+from polymodal.core.heads import Head, HeadConfig, check_value_target, mse_loss
 from polymodal.core.tokens import Tokens
 from polymodal.plugins.time_series.revin import SeriesMeta
 
@@ -98,7 +98,9 @@ class ForecastingHead(Head):
                 f"length), got {got}"
             )
         ch = meta.channels
-        b = x.shape[0] if meta.channel_mode == "mixing" else x.shape[0] // ch  # rows of B series (x C channels)
+        b = (
+            x.shape[0] if meta.channel_mode == "mixing" else x.shape[0] // ch
+        )  # rows of B series (x C channels)
         x = self.drop(x.flatten(1))  # [rows, N·D]
         if c.channel_handling == "individual":
             y = torch.einsum("bcw,cwh->bch", x.view(b, ch, -1), self.weight) + self.bias
@@ -111,7 +113,11 @@ class ForecastingHead(Head):
             return target.unsqueeze(1)
         return target
 
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+    def check_target(self, output: Tensor, target: Any) -> Tensor:
+        """Finite values of the forecast's shape ``[B, C, H]``."""
+        return check_value_target(output, target, self.name)
+
+    def loss(self, output: Tensor, target: Any) -> Tensor:
         return mse_loss(output, target, self.name)
 
     # -- examples for polymodal.testing.check_head ---------------------------------------------------------------
@@ -119,7 +125,9 @@ class ForecastingHead(Head):
     def example_config(cls) -> dict[str, Any]:
         return {"horizon": 4, "num_patches": 3}
 
-    def example_input(self, batch_size: int = 3, generator: torch.Generator | None = None) -> tuple[Tokens, ...]:
+    def example_input(
+        self, batch_size: int = 3, generator: torch.Generator | None = None
+    ) -> tuple[Tokens, ...]:
         """Channel-independent tokens of one-channel series (no RevIN): ``num_patches`` real tokens behind [CLS]."""
         c = self.config
         channels = c.channels or 1

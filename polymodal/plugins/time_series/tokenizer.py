@@ -3,8 +3,9 @@
 
 Input: ``[B, C, L]`` float series (every step real), a dict ``{"values": [B, C, L], "lengths": [B]}`` (zero-padded,
 what ``collate`` makes), or a list of ``[C, L_i]`` series. Output: tokens ``[B·C, N, D]`` (channel-independent, row
-``b·C + c``) or ``[B, N, D]`` (channel-mixing), ``N = (L + stride - patch_length) // stride + 1``, with
-``meta["series"]`` (:class:`SeriesMeta`) and ``meta["num_patches"]``.
+``b·C + c``; ``Tokens.rows_per_sample = C``, so classification, regression and embedding heads average a series'
+channels into one row per series) or ``[B, N, D]`` (channel-mixing), ``N = (L + stride - patch_length) // stride + 1``,
+with ``meta["series"]`` (:class:`SeriesMeta`) and ``meta["num_patches"]``.
 
 What the modality's data looks like: files (:attr:`TimeSeriesTokenizer.file_extensions`, :func:`read_series`),
 tables (:meth:`TimeSeriesTokenizer.dataset_from_table`: forecasting windows, long format, one series per row),
@@ -223,7 +224,9 @@ class TimeSeriesTokenizer(Tokenizer):
         x = x + sequence_positions(self.pos_embed[0], counts, x.shape[1])
         x = x * mask.unsqueeze(-1).to(x.dtype)
         meta = SeriesMeta(b, ch, c.channel_mode, stats)
-        return Tokens(x, mask, self.modality, {"series": meta, "num_patches": counts})
+        # whole-series heads pool the C rows of a sample into one
+        rows = ch if c.channel_mode == "independent" else 1
+        return Tokens(x, mask, self.modality, {"series": meta, "num_patches": counts}, rows_per_sample=rows)
 
     def preprocess(self, raw: Any) -> Tensor:
         """One series ``(C, L)`` or ``(L,)`` (one channel), array or tensor -> float32 ``[C, L]``."""

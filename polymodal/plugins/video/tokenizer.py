@@ -10,6 +10,7 @@ time-major (``meta["grid"] = (T/t, H/p, W/p)``). ``preprocess``: one clip ``[T, 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -25,6 +26,7 @@ from polymodal.core.tokens import Tokens
 from polymodal.plugins._grid import (
     adapt_patch_embed,
     embed_tubelets,
+    float_pixel_range,
     image_to_chw,
     patch_embed_state,
     resample_pos_embed_2d,
@@ -191,6 +193,17 @@ class VideoTokenizer(Tokenizer):
             bad = int((~torch.isfinite(x)).sum())
             raise self.fail(
                 "finite pixel values", f"{bad} NaN/Inf values in the {c.num_frames} sampled frames"
+            )
+        problem = float_pixel_range(x)
+        if problem is not None:
+            raise self.fail("float pixels in [0, 1] (or uint8 0-255)", problem)
+        total = len(raw)
+        if total < c.num_frames:  # said, not silent: uniform sampling repeats frames of a short clip
+            warnings.warn(
+                f"video: a clip of {total} frames is stretched to num_frames={c.num_frames} by repeating frames; "
+                f"set num_frames={total} (or fewer) to use each frame once",
+                UserWarning,
+                stacklevel=2,
             )
         return preprocess_clip(x, c.num_frames, c.mean, c.std, c.resize)
 
