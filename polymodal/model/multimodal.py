@@ -30,6 +30,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
 from polymodal.core.component import ModalityInputError
+from polymodal.core.encoders.pretrained import LoadReport, load_vit_weights
 from polymodal.core.heads import Head, TargetError
 from polymodal.core.tokens import Tokens
 from polymodal.model.checkpoint import load_pretrained, save_pretrained
@@ -339,7 +340,10 @@ class MultimodalModel(BaseModel):
 
     # -- persistence --------------------------------------------------------------------------------------------
     def config_json(self) -> str:
-        return json.dumps(self.config.model_dump(mode="json"), indent=2)
+        """The config as saved: with the encoder's current config (its freeze policy or LayerNorm eps may have
+        changed since the model was built, e.g. by set_freeze or by loading a pretrained file)."""
+        config = self.config.model_copy(update={"encoder": self.encoder.config})
+        return json.dumps(config.model_dump(mode="json"), indent=2)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically)."""
@@ -351,6 +355,40 @@ class MultimodalModel(BaseModel):
     ) -> MultimodalModel:
         """Rebuild a model written by :meth:`save_pretrained` (see :func:`polymodal.from_pretrained`)."""
         return load_pretrained(cls, directory, modalities=modalities, **kwargs)
+
+    def load_pretrained_image(
+        self, path: str | Path, key: str = "image", *, strict: bool | None = None
+    ) -> LoadReport:
+        """Load a whole ViT image model from a local timm or OpenCLIP file into the input ``key``: its tokenizer's
+        patch embedding and positions, its [CLS] (the file's class token with its position added), its modality
+        embedding (set to zero), and the encoder's blocks and norms. The tokens ``encode({key: x})[key]`` then equal
+        timm's ``forward_features(x)`` (OpenCLIP: the tokens after ``ln_post``) when the tokenizer has the file's
+        patch and image size and the encoder its width, depth, heads, ``pre_norm`` / ``final_norm`` and activation
+        (the epsilon is set for OpenCLIP; timm's is the config's).
+
+        All or nothing (:func:`~polymodal.core.encoders.pretrained.load_vit_weights`): anything that does not fit
+        raises a :class:`~polymodal.core.encoders.pretrained.PretrainedLoadError` naming it before a weight changes.
+        ``strict`` defaults to the encoder's ``pretrained_strict``. Returns the report, which is also logged; an
+        epsilon it sets is written to ``config.encoder`` too, so :meth:`save_pretrained` keeps it.
+        """
+        if key not in self.tokenizers:
+            raise KeyError(
+                f"load_pretrained_image: no input {key!r}; this model has tokenizers for {sorted(self.tokenizers)}"
+            )
+        if strict is None:
+            strict = getattr(self.encoder.config, "pretrained_strict", True)
+        report = load_vit_weights(
+            path,
+            tokenizer=self.tokenizers[key],
+            encoder=self.encoder,
+            cls_token=self.cls_tokens[key] if key in self.cls_tokens else None,
+            modality_embedding=self.modality_embeddings[key] if key in self.modality_embeddings else None,
+            strict=strict,
+            name=key,
+        )
+        for name, (_, value) in report.settings.items():
+            setattr(self.config.encoder, name, value)
+        return report
 
 
 def build_model(

@@ -10,8 +10,8 @@ W]`` tensors (:func:`image_to_chw`), batches ``[..., C, H, W]`` for the scalers;
 
 - :func:`adapt_patch_embed`: filters for another channel count (timm's ``adapt_input_conv``).
 - :func:`resample_pos_embed_2d`: a positional table on another grid (bicubic, antialiased; timm).
-- :func:`patch_embed_state`: a patch embedding read from a tokenizer (its ``patch_embed_state()``), our state dict
-  or a timm ViT state dict.
+- :func:`patch_embed_state`: a patch embedding read from a tokenizer (its ``patch_embed_state()``), our state dict,
+  a timm ViT or an OpenCLIP state dict.
 - :func:`embed_tubelets`: non-overlapping Conv3d as one matmul, channels last.
 - :func:`image_to_chw`, :func:`read_image`: one image (PIL, numpy, tensor; a file) -> pixels.
 - :func:`quantiles`, :func:`minmax_scale`, :func:`percentile_scale`, :func:`window_scale`: per-image intensity
@@ -32,6 +32,7 @@ from timm.layers import resample_abs_pos_embed
 from torch import Tensor
 
 from polymodal.core.component import ModalityInputError
+from polymodal.core.encoders.pretrained import read_vit_embeddings
 from polymodal.core.tokenizer import describe
 
 __all__ = [
@@ -98,30 +99,35 @@ class PatchEmbedState(NamedTuple):
     """A 2-D patch embedding read by :func:`patch_embed_state`."""
 
     weight: Tensor  # [D, C, p, p]
-    bias: Tensor | None  # [D]
+    bias: Tensor | None  # [D]; None: the source projection has none (a loader then zeroes its own)
     pos_embed: Tensor | None  # [1, h*w, D], without [CLS]
     grid: tuple[int, int] | None  # (h, w) of pos_embed
+    cls_token: Tensor | None = None  # [1, 1, D], the source ViT's class token with its position added
 
 
 def patch_embed_state(source: Any) -> PatchEmbedState:
     """Read a 2-D patch embedding from an :class:`~polymodal.plugins.image.ImageTokenizer` (any object with a
     ``patch_embed_state()`` method giving its own :class:`PatchEmbedState`), our state dict (``proj.weight``,
-    ``proj.bias``, ``pos_embed``) or a timm ViT state dict (``patch_embed.proj.weight``, ``patch_embed.proj.bias``,
-    ``pos_embed`` with its [CLS] position, which is dropped). The positional grid is taken as square."""
+    ``proj.bias``, ``pos_embed``), a timm ViT state dict (``patch_embed.proj.weight``, ``patch_embed.proj.bias``,
+    ``cls_token``, ``pos_embed`` with its class position) or an OpenCLIP one (``conv1.weight``, no bias,
+    ``class_embedding``, ``positional_embedding`` with its class position; a whole CLIP file's ``visual.`` keys), read
+    by :func:`~polymodal.core.encoders.pretrained.read_vit_embeddings`. ``pos_embed`` keeps the patches' positions;
+    the class token, with its position added, is ``cls_token``. The positional grid is taken as square."""
     own = getattr(source, "patch_embed_state", None)
     if callable(own):
         return own()
     if not isinstance(source, Mapping):
         raise TypeError(f"expected an ImageTokenizer or a state dict, got {type(source).__name__}")
-    for prefix in ("", "patch_embed."):
-        if f"{prefix}proj.weight" in source:
-            weight, bias = source[f"{prefix}proj.weight"], source.get(f"{prefix}proj.bias")
-            break
-    else:
-        raise KeyError(
-            f"no patch embedding in the state dict: expected 'proj.weight' or 'patch_embed.proj.weight', "
-            f"got keys {sorted(source)[:8]}"
-        )
+    if "proj.weight" not in source:
+        try:
+            emb = read_vit_embeddings(source)
+        except KeyError:
+            raise KeyError(
+                "no patch embedding in the state dict: expected 'proj.weight' (ours), 'patch_embed.proj.weight' "
+                f"(timm) or 'conv1.weight' with 'class_embedding' (OpenCLIP), got keys {sorted(source)[:8]}"
+            ) from None
+        return PatchEmbedState(emb.weight, emb.bias, emb.pos_embed, emb.grid, emb.cls_token)
+    weight, bias = source["proj.weight"], source.get("proj.bias")
     if weight.dim() != 4:
         raise ValueError(
             f"expected a Conv2d patch-embedding weight [D, C, p, p], got shape {tuple(weight.shape)}"

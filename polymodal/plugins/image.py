@@ -12,7 +12,7 @@ Files: PNG, JPEG, TIFF, BMP, WebP (:attr:`ImageTokenizer.file_extensions`), read
 The building blocks shared with the other pixel-grid plugins (infrared, xray, video, hyperspectral) live in
 :mod:`polymodal.plugins._grid` and are re-exported here: :func:`adapt_patch_embed` (timm's ``adapt_input_conv``:
 sum RGB filters for one channel, repeat and rescale for more), :func:`resample_pos_embed_2d`,
-:func:`patch_embed_state` (read a patch embedding from a tokenizer, our state dict or a timm ViT state dict),
+:func:`patch_embed_state` (read a patch embedding from a tokenizer, our state dict, a timm ViT or OpenCLIP state dict),
 :func:`embed_tubelets`, :func:`image_to_chw` (decode PIL / numpy / tensor images), :func:`read_image` and the
 intensity scalers :func:`minmax_scale`, :func:`percentile_scale`, :func:`window_scale` used by single-channel
 sensors.
@@ -170,9 +170,11 @@ class ImageTokenizer(Tokenizer):
     @torch.no_grad()
     def load_patch_embed(self, source: Any) -> ImageTokenizer:
         """Initialise from another patch embedding (an :class:`ImageTokenizer`, e.g. an RGB one for this
-        one-channel tokenizer; our state dict; or a timm ViT state dict). Channels are adapted with
-        :func:`adapt_patch_embed`, a different patch size is resampled (FlexiViT's ``resample_patch_embed``),
-        the positional grid is resampled to this tokenizer's. Returns ``self``."""
+        one-channel tokenizer; our state dict; a timm ViT or OpenCLIP state dict, see :func:`patch_embed_state`).
+        Channels are adapted with :func:`adapt_patch_embed`, a different patch size is resampled (FlexiViT's
+        ``resample_patch_embed``), the positional grid is resampled to this tokenizer's. A source without a bias
+        (OpenCLIP's ``conv1``) sets the bias to zero. The class token is not this tokenizer's: a whole ViT loads with
+        ``MultimodalModel.load_pretrained_image``. Returns ``self``."""
         state = patch_embed_state(source)
         if state.weight.shape[0] != self.embed_dim:
             width = state.weight.shape[0]
@@ -184,6 +186,8 @@ class ImageTokenizer(Tokenizer):
         self.proj.weight.copy_(weight)
         if state.bias is not None:
             self.proj.bias.copy_(state.bias)
+        else:
+            self.proj.bias.zero_()  # the source computes without one
         if state.pos_embed is not None:
             self.pos_embed.copy_(resample_pos_embed_2d(state.pos_embed, self.grid_size, state.grid))
         return self

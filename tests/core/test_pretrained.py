@@ -6,7 +6,7 @@ compares the encoder's output with a reference model carrying the same weights.
 
 from __future__ import annotations
 
-from functools import partial
+import logging
 from pathlib import Path
 
 import pytest
@@ -116,14 +116,18 @@ def test_config_pretrained_path_loads_at_build_and_keeps_freezing(tmp_path: Path
 
 
 def _meta_transformer_encoder() -> nn.Sequential:
-    """Meta-Transformer's encoder: ``nn.Sequential`` of timm blocks, LayerNorm eps 1e-6, no final norm."""
-    norm = partial(nn.LayerNorm, eps=1e-6)
-    blocks = [Block(D, HEADS, mlp_ratio=4.0, qkv_bias=True, norm_layer=norm) for _ in range(DEPTH)]
+    """Meta-Transformer's encoder as its README and modality code build it: ``nn.Sequential`` of timm blocks with
+    ``norm_layer=nn.LayerNorm`` (eps 1e-5), ``act_layer=nn.GELU``, no final norm."""
+    blocks = [
+        Block(D, HEADS, mlp_ratio=4.0, qkv_bias=True, norm_layer=nn.LayerNorm, act_layer=nn.GELU)
+        for _ in range(DEPTH)
+    ]
     return _randomize(nn.Sequential(*blocks))
 
 
 def test_meta_transformer_checkpoint_loads_and_matches(tmp_path: Path) -> None:
     ref = _meta_transformer_encoder()
+    assert ref[0].norm1.eps == 1e-5
     state = ref.state_dict()
     assert len(state) == 12 * DEPTH and state["0.attn.qkv.weight"].shape == (3 * D, D)
     path = tmp_path / "Meta-Transformer_tiny_encoder.pth"
@@ -133,6 +137,32 @@ def test_meta_transformer_checkpoint_loads_and_matches(tmp_path: Path) -> None:
     assert report.layout == "meta_transformer" and report.checkpoint_depth == DEPTH
     assert len(report.loaded) == 12 * DEPTH and not report.ignored and not report.missing
     assert _max_diff(enc, ref, _tokens()) <= 1e-5
+
+
+def test_meta_transformer_sets_eps_1e5_and_matches_small_scale_tokens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = _meta_transformer_encoder()
+    path = tmp_path / "meta.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    enc = _encoder(final_norm=False)
+    assert enc.config.norm_eps == 1e-6 and enc.blocks[0].norm1.eps == 1e-6
+    with caplog.at_level(logging.INFO, logger="polymodal.core.encoders.pretrained"):
+        report = enc.load_pretrained(path)
+    assert report.settings == {"norm_eps": (1e-6, 1e-5)}
+    assert "set from the layout (what these weights were trained with): norm_eps 1e-06 -> 1e-05" in str(
+        report
+    )
+    assert "norm_eps 1e-06 -> 1e-05" in caplog.text
+    assert enc.config.norm_eps == 1e-5
+    assert all(m.eps == 1e-5 for m in enc.modules() if isinstance(m, nn.LayerNorm))
+    # tokens of small scale, where the epsilon is not negligible against their variance
+    small = [t.replace(embeddings=t.embeddings * 1e-3) for t in _tokens()]
+    assert _max_diff(enc, ref, small) <= 1e-5
+    enc.set_norm_eps(1e-6)  # what the load did before: off by far more than float rounding
+    assert _max_diff(enc, ref, small) > 1e-2
+    # a second load has nothing to change
+    assert _encoder(final_norm=False, norm_eps=1e-5).load_pretrained(path).settings == {}
 
 
 def test_missing_final_norm_fails_strict_and_warns_otherwise(tmp_path: Path) -> None:
@@ -255,6 +285,71 @@ def test_unknown_open_clip_block_key_is_unexpected(tmp_path: Path) -> None:
         r"visual\.transformer\.resblocks\.0\.attn\.ln_inner\.weight",
     ):
         _encoder(pre_norm=True, norm_eps=1e-5).load_pretrained(path)
+
+
+def _saved(state: dict[str, Tensor], path: Path) -> Path:
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_a_norm_in_the_file_is_never_dropped(tmp_path: Path) -> None:
+    visual = _randomize(_OpenClipVisual())
+    path = _saved(_open_clip_checkpoint(visual), tmp_path / "clip.safetensors")
+    for overrides, keys, setting in [
+        ({}, "'visual.ln_pre.bias', 'visual.ln_pre.weight' -> norm_pre.*", "pre_norm"),
+        (
+            {"pre_norm": True, "final_norm": False},
+            "'visual.ln_post.bias', 'visual.ln_post.weight' -> norm.*",
+            "final_norm",
+        ),
+    ]:
+        enc = _encoder(norm_eps=1e-5, act_layer="quick_gelu", **overrides)
+        before = {k: v.clone() for k, v in enc.state_dict().items()}
+        with pytest.raises(PretrainedLoadError) as info:
+            enc.load_pretrained(path)
+        message = str(info.value)
+        assert f"({keys}), the encoder was built with {setting}=False: set {setting}=True" in message
+        assert message.endswith("nothing was loaded")
+        assert all(torch.equal(v, before[k]) for k, v in enc.state_dict().items())
+    # the same for a timm file's final norm
+    path = _saved(_timm_vit().state_dict(), tmp_path / "vit.safetensors")
+    with pytest.raises(
+        PretrainedLoadError,
+        match=r"unexpected keys, not in this encoder \(2\): norm\.bias, norm\.weight(.|\n)*"
+        r"\('norm\.bias', 'norm\.weight' -> norm\.\*\), the encoder was built with final_norm=False: set final_norm=True",
+    ):
+        _encoder(final_norm=False).load_pretrained(path)
+
+
+def test_open_clip_text_tower_alone_is_refused(tmp_path: Path) -> None:
+    visual = _randomize(_OpenClipVisual())
+    text = {k: v for k, v in _open_clip_checkpoint(visual).items() if not k.startswith("visual.")}
+    path = _saved(text, tmp_path / "text.safetensors")
+    expected = (
+        r"an OpenCLIP text tower \('transformer\.resblocks\.\{i\}\.…' with 'token_embedding\.weight', "
+        r"'ln_final\.weight', 'text_projection'\) and no ViT visual tower: this encoder loads OpenCLIP visual towers"
+    )
+    with pytest.raises(PretrainedLoadError, match=expected):
+        _encoder(pre_norm=True).load_pretrained(path)
+    with pytest.raises(PretrainedLoadError, match="a causal transformer"):
+        detect_layout(["transformer.resblocks.0.ln_1.weight", "token_embedding.weight"])
+    # a visual tower saved on its own, under any prefix, is one
+    assert detect_layout(["tower.transformer.resblocks.0.ln_1.weight", "tower.conv1.weight"]) == (
+        "open_clip",
+        "tower.",
+    )
+
+
+def test_open_clip_attentional_pooler_is_refused(tmp_path: Path) -> None:
+    visual = _randomize(_OpenClipVisual())
+    state = _open_clip_checkpoint(visual)
+    state["visual.attn_pool.query"] = torch.randn(4, D)
+    path = _saved(state, tmp_path / "coca.safetensors")
+    with pytest.raises(PretrainedLoadError) as info:
+        _encoder(pre_norm=True).load_pretrained(path)
+    message = str(info.value)
+    assert "unexpected keys, not in this encoder (1): visual.attn_pool.query" in message
+    assert "so ln_post normalises the pooler's output, not the tokens" in message
 
 
 # -- errors: nothing loads half-way ----------------------------------------------------------------------------

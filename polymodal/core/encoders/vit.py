@@ -68,7 +68,8 @@ class TransformerEncoderConfig(EncoderConfig):
     norm_eps: float = Field(
         1e-6,
         gt=0,
-        description="LayerNorm epsilon: 1e-6 for timm ViT and Meta-Transformer, 1e-5 for OpenCLIP.",
+        description="LayerNorm epsilon: 1e-6 for timm ViT, 1e-5 for Meta-Transformer and OpenCLIP (loading their "
+        "files sets it).",
     )
     act_layer: Literal["gelu", "quick_gelu", "gelu_tanh"] = Field(
         "gelu",
@@ -238,16 +239,26 @@ class TransformerEncoder(Encoder):
     def load_pretrained(self, path: str | Path, strict: bool | None = None) -> LoadReport:
         """Load a local timm / Meta-Transformer / OpenCLIP checkpoint into the blocks (and norms).
 
-        Everything is validated before anything is copied: unexpected keys, shape mismatches and (with
-        ``strict``, default ``config.pretrained_strict``) missing keys raise one
-        :class:`~polymodal.core.encoders.pretrained.PretrainedLoadError` naming them, and nothing is loaded. Returns the
-        report (loaded, ignored, missing keys).
+        Everything is validated before anything is copied: unexpected keys (a pre-norm or final norm in the file
+        that this encoder was built without among them), shape mismatches and (with ``strict``, default
+        ``config.pretrained_strict``) missing keys raise one
+        :class:`~polymodal.core.encoders.pretrained.PretrainedLoadError` naming them, and nothing is loaded. A
+        Meta-Transformer or OpenCLIP file sets ``norm_eps`` to 1e-5, what its weights were trained with. Returns the
+        report (loaded, ignored, missing keys, settings changed).
         """
         from polymodal.core.encoders.pretrained import load_encoder_weights
 
         return load_encoder_weights(
             self, path, strict=self.config.pretrained_strict if strict is None else strict
         )
+
+    def set_norm_eps(self, eps: float) -> None:
+        """Set the epsilon of every LayerNorm (``norm_pre``, the blocks' ``norm1``/``norm2``, ``norm``) and
+        ``config.norm_eps``; loading a file whose layout fixes it does this."""
+        self.config.norm_eps = eps  # validated (> 0)
+        for m in self.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.eps = float(eps)
 
 
 def _preset(name: str, embed_dim: int, depth: int, num_heads: int) -> type[TransformerEncoder]:

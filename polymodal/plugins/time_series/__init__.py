@@ -47,7 +47,7 @@ from polymodal.plugins.time_series.data import (
     SignalShapesDataSourceConfig,
 )
 from polymodal.plugins.time_series.files import SERIES_EXTENSIONS, read_series
-from polymodal.plugins.time_series.head import ForecastingHead, ForecastingHeadConfig
+from polymodal.plugins.time_series.head import ForecastingHead, ForecastingHeadConfig, convert_patchtst_head
 from polymodal.plugins.time_series.revin import RevinStats, SeriesMeta, revin_normalize
 from polymodal.plugins.time_series.tables import series_table
 from polymodal.plugins.time_series.tokenizer import (
@@ -70,6 +70,7 @@ __all__ = [
     "SignalShapesDataSourceConfig",
     "TimeSeriesTokenizer",
     "TimeSeriesTokenizerConfig",
+    "convert_patchtst_head",
     "num_patches",
     "read_series",
     "revin_normalize",

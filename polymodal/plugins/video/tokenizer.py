@@ -158,6 +158,8 @@ class VideoTokenizer(Tokenizer):
         self.proj.weight.copy_(inflate_patch_embed(weight, c.tubelet_size, inflation or c.inflation))
         if state.bias is not None:
             self.proj.bias.copy_(state.bias)
+        else:  # a source without a bias (OpenCLIP's conv1): no random one left behind
+            self.proj.bias.zero_()
         if state.pos_embed is not None:
             self.pos_embed_spatial.copy_(resample_pos_embed_2d(state.pos_embed, self.grid_size, state.grid))
             self.pos_embed_temporal.zero_()
