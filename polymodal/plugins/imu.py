@@ -21,6 +21,7 @@ Data source ``activities``: synthetic, documented in :class:`ActivitiesDataSourc
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -203,14 +204,24 @@ class ImuTokenizer(Tokenizer):
         ``{"values": …, "sample_rate": …}`` -> float32 ``[channels, T']`` at ``sample_rate``."""
         c = self.config
         expected = f"one recording ({c.channels}, T) (channels first), optionally with its sample rate"
-        rate: Any = c.sample_rate
+        rate: Any = None
         if isinstance(raw, Mapping):
             if "values" not in raw:
                 raise self.fail(f"{expected}: a dict with 'values'", f"a dict with keys {sorted(raw)}")
-            rate = raw.get("sample_rate", c.sample_rate)
+            rate = raw.get("sample_rate")
             raw = raw["values"]
         elif isinstance(raw, tuple) and len(raw) == 2:
             raw, rate = raw
+        if rate is None:
+            if "sample_rate" not in c.model_fields_set:  # a 10 Hz recording would silently pass as 50 Hz
+                warnings.warn(
+                    f"imu: a recording without its sample rate is taken as {c.sample_rate} Hz (the tokenizer's "
+                    "default sample_rate); pass (values, rate) or {'values': ..., 'sample_rate': ...}, or set "
+                    "sample_rate in the tokenizer config",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            rate = c.sample_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float, np.integer, np.floating)) or rate <= 0:
             raise self.fail("a positive integer sample rate (Hz)", repr(rate))
         if int(rate) != rate:

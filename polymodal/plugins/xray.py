@@ -6,11 +6,13 @@ Input: ``[B, 1, H, W]`` float tensors (already normalised), ``H`` and ``W`` divi
 numpy array ``(H, W)``, a tensor or a PIL ``I;16`` image, and maps it to [0, 1] by a display window
 (``center``/``width``, as a DICOM VOI LUT) or by per-image percentiles ``(0.5, 99.5)`` (the default, which
 ignores the scanner's gain and offset), optionally inverts it (``MONOCHROME1`` data), resizes it to
-``resize x resize`` (384 by default) and applies ``(x - mean) / std``.
-Tokens: ``[B, (H/p)·(W/p), D]``, all real, with a 2-D positional embedding defined on ``img_size/p`` (24 x 24)
+``resize x resize`` if ``resize`` is set (not by default) and applies ``(x - mean) / std``.
+Tokens: ``[B, (H/p)·(W/p), D]``, all real, with a 2-D positional embedding defined on ``img_size/p`` (14 x 14)
 and resampled to other grids; the tokenizer *is* :class:`~polymodal.plugins.image.ImageTokenizer` with one
 channel, so ``load_patch_embed(rgb_tokenizer)`` initialises it from RGB weights (filters summed over RGB).
-Default: a radiograph of any size is resized to 384 x 384 and gives 24 x 24 = 576 tokens.
+Default: a radiograph keeps its size: a 64 x 64 one gives 4 x 4 = 16 tokens. (Up-sampling a small radiograph to a
+large side, as 384 x 384 = 576 tokens of interpolated pixels did, costs about 38 times the compute and learned
+nothing in the same number of epochs on small data; ``from_folder`` resizes files of many sizes to ``img_size``.)
 Files: the image tokenizer's (PNG, TIFF, … through :func:`~polymodal.plugins._grid.read_image`), read as grey at
 full depth (12- and 16-bit data keep their values) for one channel, as RGB otherwise.
 
@@ -94,11 +96,12 @@ def ellipsoid_chords(
 class XrayTokenizerConfig(ImageTokenizerConfig):
     type: str = "xray"
     in_chans: int = Field(1, gt=0, description="Input channels (1 for a radiograph).")
-    img_size: int = Field(384, gt=0, description="Side of the grid the positional embedding is defined on.")
+    img_size: int = Field(224, gt=0, description="Side of the grid the positional embedding is defined on.")
     resize: int | None = Field(
-        384,
+        None,
         gt=0,
-        description="Side preprocess resizes every radiograph to (bilinear, antialiased); None keeps it.",
+        description="Side preprocess resizes every radiograph to (bilinear, antialiased); None (the default) keeps "
+        "each radiograph's size, which must then be divisible by patch_size.",
     )
     mean: tuple[float, ...] = Field((0.5,), description="Mean subtracted after the window / percentile step.")
     std: tuple[float, ...] = Field((0.5,), description="Std divided by after the window / percentile step.")

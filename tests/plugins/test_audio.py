@@ -29,9 +29,13 @@ from polymodal.plugins.audio import (
 from polymodal.testing import check_data_source, check_tokenizer
 
 
+# AST's setting (128 mel bins, overlapping patches of stride 10): the numbers below follow AST's paper and code
+AST = {"num_mel_bins": 128, "stride_time": 10, "stride_freq": 10}
+
+
 def tokenizer(**overrides: object) -> AudioTokenizer:
     torch.manual_seed(0)
-    return AudioTokenizer.from_config(**{"embed_dim": 8, **overrides}).eval()
+    return AudioTokenizer.from_config(**{"embed_dim": 8, **AST, **overrides}).eval()
 
 
 # -- reference implementations (straight from Kaldi's formulas, one frame at a time) ------------------------------
@@ -120,9 +124,9 @@ def test_discovered_through_entry_point() -> None:
 
 def test_conformance() -> None:
     tokens = check_tokenizer("audio")
-    # example: clips of 3 and 2 patch columns, 12 frequency rows each
-    assert tuple(tokens.embeddings.shape) == (2, 36, 32)
-    assert tokens.mask.sum(1).tolist() == [36, 24]
+    # example: clips of 3 and 2 patch columns, 4 frequency rows each (64 mel bins, stride 16)
+    assert tuple(tokens.embeddings.shape) == (2, 12, 32)
+    assert tokens.mask.sum(1).tolist() == [12, 8]
     check_data_source("synthetic_sounds")
 
 
@@ -181,7 +185,12 @@ def test_resample_keeps_a_tone_and_matches_torchaudio_when_available() -> None:
 
 
 def test_default_token_counts() -> None:
-    tok = tokenizer()
+    default = AudioTokenizer.from_config(embed_dim=8)  # 64 mel bins, non-overlapping 16 x 16 patches
+    assert default.grid_size == (64, 4)  # (1024 - 16) // 16 + 1 columns
+    assert default.num_tokens(16000) == 6 * 4 == 24  # 1 s: 98 frames, 6 columns
+    assert default.num_tokens(160000) == 62 * 4 == 248
+    assert default(torch.zeros(1, 16000)).num_tokens == 24
+    tok = tokenizer()  # AST's setting
     assert tok.grid_size == (101, 12)  # AST's 1024 frames x 128 mel bins
     assert tok.num_tokens(16000) == 9 * 12 == 108  # 1 s: 98 frames, 9 columns
     assert tok.num_tokens(160000) == 99 * 12 == 1188  # 10 s: 998 frames, 99 columns

@@ -117,7 +117,7 @@ def test_preprocess_cube_and_pixel_neighbourhood() -> None:
     [
         (
             lambda t: t.preprocess(np.zeros((8, 8, 100))),
-            "hyperspectral: expected a cube (H, W, 128) of numbers, got "
+            "hyperspectral: expected a cube (H, W, 128) or a spectrum (128,) of numbers, got "
             "ndarray of shape (8, 8, 100) and dtype float64",
         ),
         (
@@ -140,19 +140,19 @@ def test_preprocess_cube_and_pixel_neighbourhood() -> None:
         ),
         (
             lambda t: t(torch.randn(2, 100, 7, 7)),
-            "hyperspectral: expected (B, 128, H, W) with H and W divisible by 7, got (2, 100, 7, 7)",
+            "hyperspectral: expected (B, 128, H, W) with H and W divisible by 7, or spectra (B, 128), got (2, 100, 7, 7)",
         ),
         (
             lambda t: t(torch.randn(2, 128, 8, 7)),
-            "hyperspectral: expected (B, 128, H, W) with H and W divisible by 7, got (2, 128, 8, 7)",
+            "hyperspectral: expected (B, 128, H, W) with H and W divisible by 7, or spectra (B, 128), got (2, 128, 8, 7)",
         ),
         (
             lambda t: t(torch.randn(2, 7, 7, 128)),
-            "hyperspectral: expected (B, 128, H, W) with H and W divisible by 7, got (2, 7, 7, 128)",
+            "hyperspectral: expected (B, 128, H, W) with H and W divisible by 7, or spectra (B, 128), got (2, 7, 7, 128)",
         ),
         (
             lambda t: t(None),
-            "hyperspectral: expected a tensor (B, 128, H, W) with H and W divisible by 7, got NoneType",
+            "hyperspectral: expected a tensor (B, 128, H, W) with H and W divisible by 7, or spectra (B, 128), got NoneType",
         ),
     ],
 )
@@ -163,8 +163,7 @@ def test_errors(call: object, message: str) -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(ValidationError, match="bands 100 is not divisible by band_group 8"):
-        HyperspectralTokenizer.from_config(bands=100)
+    assert HyperspectralTokenizer.from_config(bands=100).config.num_groups == 13  # the last group zero-padded
     with pytest.raises(ValidationError, match=r"mean needs 1 or 128 \(bands\) values, got 2"):
         HyperspectralTokenizer.from_config(mean=(0.0, 1.0))
 
@@ -288,3 +287,51 @@ def test_cuda() -> None:
     assert out.embeddings.device.type == "cuda" and out.num_tokens == 32
     cube = torch.randn(128, 9, 9, device="cuda")
     assert extract_neighbourhoods(cube, torch.tensor([[0, 0]], device="cuda"), 7).device.type == "cuda"
+
+
+# -- spectra [B, bands] ---------------------------------------------------------------------------------------------
+def test_a_spectrum_is_tokenized_as_its_uniform_neighbourhood() -> None:
+    tok = HyperspectralTokenizer(
+        {"embed_dim": 16, "bands": 24, "band_group": 8, "patch_size": 3, "img_size": 6}
+    )
+    spectra = torch.randn(2, 24, generator=torch.Generator().manual_seed(0))
+    cube = spectra[:, :, None, None].expand(-1, -1, 3, 3).contiguous()
+    with torch.no_grad():
+        a, b = tok(spectra), tok(cube)
+    assert a.embeddings.shape == (2, 3, 16) and a.meta["grid"] == (3, 1, 1) and bool(a.mask.all())
+    torch.testing.assert_close(a.embeddings, b.embeddings, atol=1e-5, rtol=1e-5)
+
+
+def test_bands_not_divisible_by_the_group_are_zero_padded() -> None:
+    cfg = {"embed_dim": 8, "bands": 100, "band_group": 8, "patch_size": 1, "img_size": 2}
+    tok = HyperspectralTokenizer(cfg)
+    assert tok.config.num_groups == 13 and tok.pos_embed_spectral.shape == (1, 13, 8)
+    spectra = torch.randn(3, 100, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = tok(spectra).embeddings
+        w = tok.proj.weight.sum(dim=(3, 4))[:, 0]  # [D, 8]
+        spatial = resample_pos_embed_2d(tok.pos_embed_spatial, (1, 1), (2, 2))[0, 0]
+        # the last token: bands 96-99 and four zero bands, which add nothing
+        last = spectra[:, 96:] @ w[:, :4].t() + tok.proj.bias + tok.pos_embed_spectral[0, 12] + spatial
+    torch.testing.assert_close(out[:, 12], last, atol=1e-5, rtol=1e-5)
+    with pytest.raises(
+        ModalityInputError, match=r"^hyperspectral: expected .* or spectra \(B, 100\), got \(3, 99\)"
+    ):
+        tok(torch.randn(3, 99))
+
+
+def test_raw_spectra_preprocess_and_train_through_array_dataset() -> None:
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    x = rng.normal(0.5, 0.05, (40, 50)) + np.where(y == 1, 0.2, -0.2)[:, None] * np.linspace(0, 1, 50)
+    tok = HyperspectralTokenizer(
+        {"embed_dim": 8, "bands": 50, "band_group": 8, "patch_size": 1, "img_size": 2}
+    )
+    assert tok.preprocess(x[0].astype(np.float32)).shape == (50,)
+    data = polymodal.ArrayDataset(
+        "hyperspectral",
+        x.astype(np.float32),
+        y,
+        tokenizer={"bands": 50, "band_group": 8, "patch_size": 1, "img_size": 2},
+    )
+    assert data.tokens_per_sample() == 7 and data.task.kind == "classification"

@@ -3,6 +3,7 @@ resampling, preprocessing (resampling, channel order), errors, the simulated act
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,14 @@ def test_files(tmp_path: Path) -> None:
     assert picked.tolist() == [[pytest.approx(GRAVITY)] * 4, [0, 1, 2, 3]]
     with pytest.raises(KeyError, match=r"walk\.csv: no time column 'stamp'"):
         ImuTokenizer.read_file(path, config, time_column="stamp")
+
+
+def test_a_recording_without_its_rate_is_said_to_be_taken_at_the_default() -> None:
+    tok = ImuTokenizer({"embed_dim": 8})
+    x = np.zeros((6, 100), np.float32)
+    with pytest.warns(UserWarning, match=r"imu: a recording without its sample rate is taken as 50 Hz"):
+        tok.preprocess(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tok.preprocess((x, 10)).shape == (6, 500)  # 10 Hz given: resampled to 50 Hz, no warning
+        assert ImuTokenizer({"embed_dim": 8, "sample_rate": 10}).preprocess(x).shape == (6, 100)  # set: no warning

@@ -46,13 +46,15 @@ def test_conformance() -> None:
 
 
 def test_default_resolution_and_token_count() -> None:
-    tok = tokenizer()
-    x = tok.preprocess(radiograph(0, (250, 300)))
-    assert tuple(x.shape) == (1, 384, 384)
+    tok = tokenizer()  # keeps each radiograph's size (no up-sampling of small ones)
+    x = tok.preprocess(radiograph(0, (256, 320)))
+    assert tuple(x.shape) == (1, 256, 320)
     out = tok(x[None])
-    assert out.num_tokens == 576 and out.meta["grid"] == (24, 24)
-    assert tok.pos_embed_for(24, 24) is tok.pos_embed
-    assert tokenizer(resize=None)(torch.zeros(1, 1, 64, 64)).num_tokens == 16
+    assert out.num_tokens == 16 * 20 and out.meta["grid"] == (16, 20)
+    assert tok.pos_embed_for(14, 14) is tok.pos_embed  # the table: a 224 / 16 = 14 x 14 grid
+    assert tok(torch.zeros(1, 1, 64, 64)).num_tokens == 16
+    sized = tokenizer(resize=384)  # a fixed side for files of many sizes
+    assert tuple(sized.preprocess(radiograph(0, (250, 300))).shape) == (1, 384, 384)
 
 
 def test_window_by_hand() -> None:
@@ -112,7 +114,7 @@ def test_ellipsoid_chords_against_geometry() -> None:
 def test_single_channel_from_rgb_weights() -> None:
     rgb = ImageTokenizer.from_config(embed_dim=8, img_size=64).eval()
     tok = tokenizer().load_patch_embed(rgb)
-    assert tok.pos_embed.shape == (1, 576, 8)  # the 4 x 4 grid resampled to 24 x 24
+    assert tok.pos_embed.shape == (1, 196, 8)  # the 4 x 4 grid resampled to 14 x 14
     x = torch.randn(1, 1, 32, 32)
     assert torch.allclose(tok.proj(x), rgb.proj(x.expand(-1, 3, -1, -1)), atol=1e-5)
 

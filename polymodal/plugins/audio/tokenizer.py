@@ -62,7 +62,9 @@ class AudioTokenizerConfig(TokenizerConfig):
     sample_rate: int = Field(
         16000, gt=0, description="Rate (Hz) the features are computed at; others are resampled."
     )
-    num_mel_bins: int = Field(128, gt=0, description="Mel filter banks per frame (AST: 128).")
+    num_mel_bins: int = Field(
+        64, gt=0, description="Mel filter banks per frame (64; AST and its AudioSet weights: 128)."
+    )
     frame_length_ms: float = Field(25.0, gt=0, description="Frame (window) length in milliseconds.")
     frame_shift_ms: float = Field(10.0, gt=0, description="Hop between frames in milliseconds.")
     window_type: WindowType = Field(
@@ -83,8 +85,12 @@ class AudioTokenizerConfig(TokenizerConfig):
         AST_STD, gt=0, description="Log-Mel std; features are divided by 2 * std, as AST does."
     )
     patch_size: int = Field(16, gt=0, description="Side of the square patches over (frames, mel bins).")
-    stride_time: int = Field(10, gt=0, description="Patch stride along time (frames); < patch_size overlaps.")
-    stride_freq: int = Field(10, gt=0, description="Patch stride along frequency (mel bins).")
+    stride_time: int = Field(
+        16,
+        gt=0,
+        description="Patch stride along time (frames); < patch_size overlaps (AST: 10, with 128 mel bins).",
+    )
+    stride_freq: int = Field(16, gt=0, description="Patch stride along frequency (mel bins; AST: 10).")
     max_frames: int = Field(
         1024,
         gt=0,
@@ -150,7 +156,7 @@ class AudioTokenizer(Tokenizer):
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """(time columns, frequency rows) of the positional table: AST's 101 x 12 by default."""
+        """(time columns, frequency rows) of the positional table: 64 x 4 by default (AST's setting: 101 x 12)."""
         c = self.config
         columns = (c.max_frames - c.patch_size) // c.stride_time + 1
         return columns, (c.num_mel_bins - c.patch_size) // c.stride_freq + 1
