@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from polymodal.core.component import ModalityInputError
+from polymodal.core.heads.regression import target_stats
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, describe
 from polymodal.registry.config import resolve_config
 from polymodal.registry.lookup import get
@@ -351,14 +352,19 @@ class SampleDataset(Dataset):
 
     def head_config(self, **overrides: Any) -> dict[str, Any]:
         """The head config that solves the task, e.g. ``{"type": "classification", "num_classes": 3}``
-        (``overrides``: other head fields, such as ``dropout``)."""
+        (``overrides``: other head fields, such as ``dropout``).
+
+        For regression it holds the statistics of this dataset's targets (``target_mean``, ``target_std``, one per
+        output), with which the head standardises its targets: call it on the training part
+        (``train.head_config()``) to keep validation targets out of them."""
         t = self.task
         if t.kind in ("classification", "multilabel"):
             cfg: dict[str, Any] = {"type": "classification", "num_classes": t.num_classes}
             if t.kind == "multilabel":
                 cfg["multi_label"] = True
         elif t.kind == "regression":
-            cfg = {"type": "regression", "out_dim": t.num_outputs}
+            mean, std = target_stats(self.targets)
+            cfg = {"type": "regression", "out_dim": t.num_outputs, "target_mean": mean, "target_std": std}
         else:
             cfg = {
                 "type": "forecasting",

@@ -184,7 +184,7 @@ def demo_config(
             checkpoint=None,
         ),
         custom_hooks=[dict(type="MetricsJsonHook")],
-        log_processor=dict(type="LogProcessor", window_size=10, by_epoch=True),
+        log_processor=dict(type="PolymodalLogProcessor", window_size=10, by_epoch=True),
         log_level="WARNING",  # the progress hook prints; mmengine's log file in run/ keeps the details
         randomness=dict(seed=preset.seed, deterministic=False),
         model=dict(

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from polymodal.train.collate import Example, Stream, TokenizerCollate, multitask_collate
 from polymodal.train.fit import FitResult, evaluate, fit
-from polymodal.train.hooks import AtomicCheckpointHook, MetricsJsonHook, RngStateHook
+from polymodal.train.hooks import (
+    AtomicCheckpointHook,
+    BestStateHook,
+    MeanScoreHook,
+    MetricsJsonHook,
+    RngStateHook,
+    TimeBudgetHook,
+)
 from polymodal.train.metrics import MultiTaskMetric, compute_task_metrics
 from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler, StreamConfig
 from polymodal.train.optim import PolymodalOptimWrapperConstructor, layer_lr_scales, param_groups
@@ -21,6 +28,7 @@ from polymodal.train.runner import (
     PolymodalDistributedDataParallel,
     PolymodalFSDPStrategy,
     PolymodalFullyShardedDataParallel,
+    PolymodalLogProcessor,
     PolymodalRunner,
     component_wrap_policy,
     evaluate_from_config,
@@ -36,8 +44,10 @@ from polymodal.train.serialization import (
 __all__ = [
     "SAFE_CHECKPOINT_GLOBALS",
     "AtomicCheckpointHook",
+    "BestStateHook",
     "Example",
     "FitResult",
+    "MeanScoreHook",
     "MetricsJsonHook",
     "MultiTaskBatchSampler",
     "MultiTaskDataset",
@@ -46,11 +56,13 @@ __all__ = [
     "PolymodalDistributedDataParallel",
     "PolymodalFSDPStrategy",
     "PolymodalFullyShardedDataParallel",
+    "PolymodalLogProcessor",
     "PolymodalOptimWrapperConstructor",
     "PolymodalRunner",
     "RngStateHook",
     "Stream",
     "StreamConfig",
+    "TimeBudgetHook",
     "TokenizerCollate",
     "component_wrap_policy",
     "compute_task_metrics",

@@ -16,13 +16,24 @@
   (``last_val``) and the test result (``test``); the history travels in the checkpoint's message hub and the
   file, so a resumed run continues it (a kill between a checkpoint save and the validation after it loses that
   one validation entry).
+- :class:`TimeBudgetHook`: stops training once ``max_time`` seconds have passed (at the end of the step that passes
+  it); the validation after that epoch still runs.
+- :class:`MeanScoreHook`: adds ``mean`` to every validation's metrics, the mean of several tasks' main metrics,
+  each made higher-is-better and comparable (see :func:`normalised_score`), so that ``save_best``, early stopping
+  and ``fit`` can pick the best epoch of a joint run.
+- :class:`BestStateHook`: keeps a CPU copy of the weights of the best validation in memory (``fit`` without
+  checkpoint files).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import random
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +45,21 @@ from mmengine.fileio.backends import backends as _registered_backends
 from mmengine.hooks import CheckpointHook, Hook
 
 from polymodal.model.checkpoint import atomic_write
+from polymodal.registry.lookup import get
 from polymodal.train.registry import HOOKS
 from polymodal.train.workdir import LAST_CHECKPOINT
 
-__all__ = ["ATOMIC_BACKEND", "AtomicCheckpointHook", "AtomicLocalBackend", "MetricsJsonHook", "RngStateHook"]
+__all__ = [
+    "ATOMIC_BACKEND",
+    "AtomicCheckpointHook",
+    "AtomicLocalBackend",
+    "BestStateHook",
+    "MeanScoreHook",
+    "MetricsJsonHook",
+    "RngStateHook",
+    "TimeBudgetHook",
+    "normalised_score",
+]
 
 ATOMIC_BACKEND = "polymodal_atomic"
 
@@ -244,3 +266,129 @@ class MetricsJsonHook(Hook):
             return
         self.data["test"] = {k: _plain(v) for k, v in metrics.items()}
         self._write(runner)
+
+
+# -- stopping for time, several tasks' best epoch, the best weights in memory -----------------------------------
+STOP_REASON_KEY = "polymodal_stop_reason"
+
+
+@HOOKS.register_module()
+class TimeBudgetHook(Hook):
+    """Stop training once ``max_time`` seconds (wall clock, validation included) have passed since it began.
+
+    The check runs after every training step: the loop's ``stop_training`` is set and the message hub's
+    ``polymodal_stop_reason`` info becomes ``"max_time"``. mmengine's epoch loop then finishes the epoch and runs
+    its validation (``polymodal.fit``'s loop ends the epoch at that step); the iteration loop stops at once.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, max_time: float) -> None:
+        if isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0:
+            raise ValueError(f"TimeBudgetHook: max_time must be a number of seconds > 0, got {max_time!r}")
+        self.max_time = float(max_time)
+        self.start: float | None = None
+
+    def before_train(self, runner: Any) -> None:
+        self.start = time.monotonic()
+
+    def elapsed(self) -> float:
+        return 0.0 if self.start is None else time.monotonic() - self.start
+
+    def after_train_iter(
+        self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
+    ) -> None:
+        if self.start is None or self.elapsed() < self.max_time or runner.train_loop.stop_training:
+            return
+        runner.train_loop.stop_training = True
+        runner.message_hub.update_info(STOP_REASON_KEY, "max_time")
+        runner.logger.info(
+            f"Time budget of {self.max_time:g} s reached after {self.elapsed():.1f} s (step {runner.iter + 1}): "
+            "training stops"
+        )
+
+
+def normalised_score(value: float, first: float, higher_is_better: bool) -> float:
+    """One task's share of the ``mean`` monitor: ``value`` when larger is better; otherwise ``1 - value / first``,
+    where ``first`` is the task's value at the first validation (0 then, 1 at a perfect 0 error, negative when worse
+    than at first); ``-value`` when ``first`` is 0 or not finite."""
+    if higher_is_better:
+        return float(value)
+    if not math.isfinite(first) or first == 0:
+        return -float(value)
+    return 1.0 - float(value) / abs(first)
+
+
+@HOOKS.register_module()
+class MeanScoreHook(Hook):
+    """Add ``key`` (default ``"mean"``) to each validation's metrics: the mean of :func:`normalised_score` over
+    ``monitors`` (``"<task>/<metric>"`` keys, usually each task's main metric); a metric's direction is the
+    registered metric's ``higher_is_better`` (``polymodal.get("metric", name)``).
+
+    It runs before every other hook of ``after_val_epoch`` (``HIGHEST``), so the log, ``metrics.json``,
+    ``save_best=key`` and ``EarlyStoppingHook(monitor=key)`` all see it. The first values are stored in checkpoints,
+    so a resumed run keeps its scale.
+    """
+
+    priority = "HIGHEST"
+    CHECKPOINT_KEY = "polymodal_mean_score_first"
+
+    def __init__(self, monitors: Sequence[str], key: str = "mean") -> None:
+        if isinstance(monitors, str) or not monitors:
+            raise ValueError(f"MeanScoreHook: expected a list of '<task>/<metric>' keys, got {monitors!r}")
+        self.monitors = list(monitors)
+        self.key = key
+        self.higher = {m: get("metric", m.rsplit("/", 1)[-1]).higher_is_better for m in self.monitors}
+        self.first: dict[str, float] = {}
+
+    def score(self, metrics: dict[str, Any]) -> float:
+        missing = [m for m in self.monitors if m not in metrics]
+        if missing:
+            raise KeyError(
+                f"MeanScoreHook: the validation metrics lack {missing}; they have {sorted(metrics)}"
+            )
+        values = {m: float(_plain(metrics[m])) for m in self.monitors}
+        for m, v in values.items():
+            self.first.setdefault(m, v)
+        scores = [normalised_score(v, self.first[m], self.higher[m]) for m, v in values.items()]
+        return sum(scores) / len(scores)
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, Any] | None = None) -> None:
+        if not metrics:
+            return
+        metrics[self.key] = self.score(metrics)
+
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        checkpoint[self.CHECKPOINT_KEY] = dict(self.first)
+
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+        self.first = dict(checkpoint.get(self.CHECKPOINT_KEY, self.first))
+
+
+@HOOKS.register_module()
+class BestStateHook(Hook):
+    """Keep a CPU copy of the model's weights (``state``) and the metrics (``metrics``) of the validation whose
+    ``monitor`` was best (``rule="greater"`` or ``"less"``; the first of equal ones, NaN never)."""
+
+    priority = "LOW"
+
+    def __init__(self, monitor: str, rule: str = "greater") -> None:
+        if rule not in ("greater", "less"):
+            raise ValueError(f"BestStateHook: rule must be 'greater' or 'less', got {rule!r}")
+        self.monitor, self.rule = monitor, rule
+        self.best: float | None = None
+        self.state: dict[str, Any] | None = None
+        self.metrics: dict[str, Any] = {}
+
+    def after_val_epoch(self, runner: Any, metrics: dict[str, Any] | None = None) -> None:
+        if not metrics or self.monitor not in metrics:
+            return
+        value = float(_plain(metrics[self.monitor]))
+        if not math.isfinite(value):
+            return
+        if self.best is not None and not (value > self.best if self.rule == "greater" else value < self.best):
+            return
+        model = runner.model.module if hasattr(runner.model, "module") else runner.model
+        self.best = value
+        self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.metrics = copy.deepcopy({k: _plain(v) for k, v in metrics.items()})

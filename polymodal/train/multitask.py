@@ -26,6 +26,11 @@ each process an interleaved share, so a run on W processes sees the same global 
   their sizes and an epoch visits every item once.
 - ``mode="round_robin"``: every step holds an equal share of every stream (the remainder rotates); an epoch
   ends when the largest stream has been seen once, smaller streams restart with a fresh permutation.
+- ``mode="temperature"`` (with ``temperature=T``): each item of a step comes from stream ``i`` with probability
+  ``n_i ** (1 / T) / sum_j n_j ** (1 / T)`` (``n_i``: its size; Arivazhagan et al. 2019, T5), drawn from a cycle of
+  fresh permutations of that stream; an epoch has as many items as all streams together. ``T = 1`` mixes like
+  ``proportional`` (in expectation), larger ``T`` moves toward equal shares (``T = 2``: a stream 30x smaller is seen
+  about 5.5x less often instead of 30x).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from polymodal.train.collate import Example, Stream, TokenizerCollate
 from polymodal.train.registry import DATA_SAMPLERS, DATASETS
 
 __all__ = [
+    "SAMPLER_MODES",
     "MultiTaskBatchSampler",
     "MultiTaskDataset",
     "MultiTaskSampler",
@@ -59,6 +65,7 @@ __all__ = [
 ]
 
 _SPLITS_CACHE: dict[tuple[str, str], dict[str, Dataset]] = {}
+SAMPLER_MODES = ("proportional", "round_robin", "temperature")
 
 
 class StreamConfig(BaseModel):
@@ -364,14 +371,22 @@ class MultiTaskSampler(Sampler[int]):
     def __init__(
         self,
         dataset: Dataset,
-        mode: Literal["proportional", "round_robin"] = "proportional",
+        mode: Literal["proportional", "round_robin", "temperature"] = "proportional",
         shuffle: bool = True,
         seed: int | None = None,
+        temperature: float = 2.0,
     ) -> None:
-        if mode not in ("proportional", "round_robin"):
-            raise ValueError(f"MultiTaskSampler: mode must be 'proportional' or 'round_robin', got {mode!r}")
+        if mode not in SAMPLER_MODES:
+            raise ValueError(
+                f"MultiTaskSampler: mode must be 'proportional', 'round_robin' or 'temperature', got {mode!r}"
+            )
+        if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"MultiTaskSampler: temperature must be a number > 0, got {temperature!r}")
+        if not math.isfinite(temperature):
+            raise ValueError(f"MultiTaskSampler: temperature must be finite, got {temperature!r}")
         self.dataset = dataset
         self.mode = mode
+        self.temperature = float(temperature)
         self.shuffle = shuffle
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.epoch = 0
@@ -381,7 +396,7 @@ class MultiTaskSampler(Sampler[int]):
 
     def num_global_batches(self, global_batch: int, drop_last: bool) -> int:
         sizes = [n for n in _stream_sizes(self.dataset) if n > 0]
-        if self.mode == "proportional":
+        if self.mode in ("proportional", "temperature"):
             total = sum(sizes)
             return total // global_batch if drop_last else math.ceil(total / global_batch)
         steps = max(sizes) * len(sizes) / global_batch
@@ -402,6 +417,8 @@ class MultiTaskSampler(Sampler[int]):
             return [sorted(b, key=lambda i: bisect.bisect_right(offsets, i)) for b in batches]
         live = [s for s, n in enumerate(sizes) if n > 0]
         streams = {s: self._cycle(sizes[s], offsets[s], g) for s in live}
+        if self.mode == "temperature":
+            return self._temperature_batches(sizes, live, streams, global_batch, n_batches, g)
         base, extra = divmod(global_batch, len(live))
         batches = []
         for b in range(n_batches):
@@ -410,6 +427,36 @@ class MultiTaskSampler(Sampler[int]):
                 take = base + (1 if (j - b) % len(live) < extra else 0)
                 batch.extend(next(streams[s]) for _ in range(take))
             batches.append(batch)
+        return batches
+
+    def stream_weights(self) -> list[float]:
+        """The share of the epoch's items each stream gets in expectation (``temperature`` mode; the other modes:
+        ``proportional`` gives the sizes' shares, ``round_robin`` equal shares of the non-empty streams)."""
+        sizes = _stream_sizes(self.dataset)
+        if self.mode == "round_robin":
+            live = sum(1 for n in sizes if n > 0)
+            return [1.0 / live if n > 0 else 0.0 for n in sizes]
+        power = 1.0 / self.temperature if self.mode == "temperature" else 1.0
+        w = [float(n) ** power if n > 0 else 0.0 for n in sizes]
+        return [x / sum(w) for x in w]
+
+    def _temperature_batches(
+        self,
+        sizes: list[int],
+        live: list[int],
+        streams: dict[int, Iterator[int]],
+        global_batch: int,
+        n_batches: int,
+        g: torch.Generator,
+    ) -> list[list[int]]:
+        total = sum(sizes)
+        p = torch.tensor(self.stream_weights(), dtype=torch.float64)
+        picks = torch.multinomial(p, n_batches * global_batch, replacement=True, generator=g).tolist()
+        batches = []
+        for b in range(n_batches):
+            size = min(global_batch, total - b * global_batch) if b == n_batches - 1 else global_batch
+            chosen = sorted(picks[b * global_batch : b * global_batch + size])
+            batches.append([next(streams[s]) for s in chosen])
         return batches
 
     def _cycle(self, n: int, offset: int, g: torch.Generator) -> Iterator[int]:
@@ -462,7 +509,7 @@ class MultiTaskBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         rank, world = get_dist_info()
         n = self.sampler.num_global_batches(self.batch_size * world, self.drop_last)
-        if self.sampler.mode == "proportional" and not self.drop_last and n:
+        if self.sampler.mode in ("proportional", "temperature") and not self.drop_last and n:
             last = sum(_stream_sizes(self.sampler.dataset)) - (n - 1) * self.batch_size * world
             if last <= rank:  # this process gets nothing of the last, short batch
                 n -= 1

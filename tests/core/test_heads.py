@@ -70,7 +70,7 @@ def test_regression_head() -> None:
     head = RegressionHead({"embed_dim": D, "out_dim": 2})
     t = _tokens([2, 6])
     out = head(t)
-    assert out.shape == (2, 2) and head.metrics == ("mse", "mae")
+    assert out.shape == (2, 2) and head.metrics == ("mse", "rmse", "mae")
     target = torch.randn(2, 2)
     assert torch.allclose(head.loss(out, target), ((out - target) ** 2).mean())
     with pytest.raises(ValueError, match=r"regression: expected targets of shape \(2, 2\), got \(2,\)"):
@@ -188,3 +188,56 @@ def test_pooling_averages_the_rows_of_a_sample() -> None:
         t.replace(rows_per_sample=4)
     with pytest.raises(ValueError, match=r"rows_per_sample must be a positive integer .*got True"):
         t.replace(rows_per_sample=True)
+
+
+# -- regression heads standardise their targets -------------------------------------------------------------------
+def test_regression_head_predicts_in_the_targets_units_and_trains_on_standardised_residuals() -> None:
+    from polymodal.core.heads.regression import RegressionHeadConfig
+
+    torch.manual_seed(0)
+    plain = RegressionHead({"embed_dim": D, "out_dim": 2})
+    fitted = RegressionHead(
+        {"embed_dim": D, "out_dim": 2, "target_mean": [1000.0, -5.0], "target_std": [300.0, 0.5]}
+    )
+    fitted.load_state_dict(plain.state_dict())  # statistics live in the config, not in the weights
+    assert set(fitted.state_dict()) == set(plain.state_dict())
+    t = _tokens([2, 6, 4])
+    z = plain(t)  # a head without statistics: the raw linear output, its plain MSE
+    mean, std = torch.tensor([1000.0, -5.0]), torch.tensor([300.0, 0.5])
+    out = fitted(t)
+    assert torch.allclose(out, z * std + mean)
+    assert torch.equal(fitted.predict(out), out)
+    target = torch.tensor([[1300.0, -5.5], [700.0, -4.0], [1000.0, -5.0]])
+    assert torch.allclose(fitted.loss(out, target), (((out - target) / std) ** 2).mean())
+    assert torch.allclose(fitted.loss(out, target), F.mse_loss(z, (target - mean) / std), atol=1e-5)
+    assert torch.allclose(plain.loss(z, target), F.mse_loss(z, target))
+    with torch.no_grad():  # zero weights: the training mean, whatever the tokens
+        fitted.fc.weight.zero_()
+        fitted.fc.bias.zero_()
+    assert torch.equal(fitted(t), mean.expand(3, 2))
+    config = RegressionHeadConfig.model_validate_json(fitted.config.model_dump_json())  # JSON round-trip
+    assert (config.target_mean, config.target_std) == ([1000.0, -5.0], [300.0, 0.5])
+    assert RegressionHeadConfig().has_target_stats is False and config.has_target_stats
+
+
+def test_regression_statistics_are_validated_and_set_in_place() -> None:
+    from polymodal.core.heads.regression import target_stats
+
+    with pytest.raises(ValueError, match=r"target_mean: expected 2 values \(out_dim\), got 1"):
+        RegressionHead({"embed_dim": D, "out_dim": 2, "target_mean": [0.0]})
+    with pytest.raises(ValueError, match=r"target_std: expected values > 0, got \[1.0, 0.0\]"):
+        RegressionHead({"embed_dim": D, "out_dim": 2, "target_std": [1.0, 0.0]})
+    with pytest.raises(ValueError, match=r"target_mean: expected finite values"):
+        RegressionHead({"embed_dim": D, "target_mean": [math.nan]})
+    head = RegressionHead({"embed_dim": D, "out_dim": 2})
+    config = head.config
+    head.set_target_stats([1.0, 2.0], [3.0, 4.0])
+    assert head.config is config and (config.target_mean, config.target_std) == ([1.0, 2.0], [3.0, 4.0])
+    with pytest.raises(ValueError, match=r"target_std: expected 2 values"):
+        head.set_target_stats([1.0, 2.0], [3.0])
+    assert config.target_std == [3.0, 4.0]  # a refused update changes nothing
+    mean, std = target_stats(torch.tensor([[1.0, 7.0], [3.0, 7.0], [5.0, 7.0]]))
+    assert mean == [3.0, 7.0] and std == [pytest.approx(math.sqrt(8 / 3)), 1.0]  # a constant output: std 1
+    assert target_stats(torch.tensor([2.0, 4.0])) == ([3.0], [1.0])
+    with pytest.raises(ValueError, match=r"target_stats: expected finite targets, got 1 NaN/Inf"):
+        target_stats(torch.tensor([1.0, math.inf]))

@@ -194,7 +194,7 @@ def test_val_step_gives_predictions_targets_and_metric_names() -> None:
     assert result["image"]["params"] == {"num_classes": 3, "multi_label": False}
     assert result["image"]["target"].tolist() == [1, 2] and result["image"]["pred"].shape == (2,)
     assert result["level"]["target"].shape == (2, 1)  # aligned to the head's output
-    assert model.test_step(batch)[0]["level"]["metrics"] == ("mse", "mae")
+    assert model.test_step(batch)[0]["level"]["metrics"] == ("mse", "rmse", "mae")
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

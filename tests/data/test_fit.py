@@ -32,13 +32,19 @@ def test_regression_from_a_dataframe_with_a_target_column() -> None:
     assert data.task.kind == "regression" and data.task.inferred == "float targets (N,)"
     assert [c["name"] for c in data.tokenizer_config["numeric"]] == ["a", "b"]
     assert [c["name"] for c in data.tokenizer_config["categorical"]] == ["kind"]
-    assert data.head_config() == {"type": "regression", "out_dim": 1}
+    y = df["price"].to_numpy()
+    assert data.head_config() == {
+        "type": "regression",
+        "out_dim": 1,
+        "target_mean": [pytest.approx(y.mean(), rel=1e-6)],
+        "target_std": [pytest.approx(y.std(), rel=1e-6)],
+    }
     train, val = stratified_split(data, 0.25)
     result = polymodal.fit(_model(data), train, val, epochs=8, batch_size=16, lr=3e-3, summary=False)
     assert result.monitor == "tabular/mse" and result.rule == "less"
     variance = float(val.targets.var(unbiased=False))
     assert result.metrics["tabular/mse"] < 0.5 * variance  # beats predicting the mean
-    assert set(polymodal.evaluate(result.model, val)) == {"tabular/mse", "tabular/mae"}
+    assert set(polymodal.evaluate(result.model, val)) == {"tabular/mse", "tabular/rmse", "tabular/mae"}
 
 
 def test_multilabel_images() -> None:
@@ -121,7 +127,7 @@ def test_two_inputs_in_one_fit_and_no_validation() -> None:
     result = polymodal.fit(model, {"image": image, "tabular": table}, epochs=1, batch_size=8, summary=False)
     assert result.epochs_run == 1 and result.metrics == {} and result.best_epoch is None
     metrics = polymodal.evaluate(model, {"image": image, "tabular": table})
-    assert set(metrics) == {"image/accuracy", "image/macro_f1", "tabular/mse", "tabular/mae"}
+    assert set(metrics) == {"image/accuracy", "image/macro_f1", "tabular/mse", "tabular/rmse", "tabular/mae"}
 
 
 def test_fit_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:

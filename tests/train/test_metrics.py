@@ -177,3 +177,32 @@ def test_builtin_metric_directions() -> None:
         "recall_at_1": True,
         "rmse": False,
     }
+
+
+def test_regression_metrics_of_a_standardising_head_are_in_the_targets_units() -> None:
+    torch.manual_seed(0)
+    model = polymodal.build_model(
+        encoder={"type": "vit", "embed_dim": 16, "depth": 1, "num_heads": 2},
+        modalities=["tabular"],
+        tokenizers={"tabular": {"type": "tabular", "numeric": [{"name": "x"}, {"name": "y"}]}},
+        heads={
+            "price": {"type": "regression", "modality": "tabular", "target_mean": [1000.0], "target_std": [300.0]}
+        },
+    ).eval()
+    batch = {"tabular": {"numeric": torch.randn(6, 2)}}
+    target = torch.tensor([900.0, 1000.0, 1100.0, 1300.0, 700.0, 1000.0])
+    with torch.no_grad():
+        out = model(batch)["price"]
+    assert float((out - 1000.0).abs().max()) < 3 * 300  # in the targets' units, not standardised
+    records = model.test_step({"inputs": batch, "data_samples": {"price": target}})
+    assert records[0]["price"]["metrics"] == ("mse", "rmse", "mae")
+    metric = MultiTaskMetric()
+    metric.process({}, records)
+    got = metric.evaluate(size=6)
+    err = (out[:, 0] - target).double().numpy()
+    assert list(got) == ["price/mse", "price/rmse", "price/mae"]  # mse first: the main metric
+    assert got["price/mse"] == pytest.approx(mean_squared_error(target, out[:, 0]), rel=1e-5)
+    assert got["price/rmse"] == pytest.approx(float(np.sqrt((err**2).mean())), rel=1e-5)
+    assert got["price/mae"] == pytest.approx(mean_absolute_error(target, out[:, 0]), rel=1e-5)
+    loss = model({"tabular": batch["tabular"]}, {"price": target}, mode="loss")["loss_price"]
+    assert loss.item() == pytest.approx(float(((err / 300.0) ** 2).mean()), rel=1e-4)  # standardised residuals

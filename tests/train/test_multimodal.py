@@ -95,6 +95,7 @@ def test_four_streams_three_modalities_train_together(
         "toy_seq/accuracy",
         "toy_seq/macro_f1",
         "toy_vec/mse",
+        "toy_vec/rmse",
         "toy_vec/mae",
         "pair_cls/accuracy",
         "pair_cls/macro_f1",

@@ -177,7 +177,7 @@ def test_round_robin_gives_every_step_an_equal_share(toy_components: None) -> No
     seen = Counter(i for batch in batches for i in batch)
     assert all(seen[i] == 1 for i in range(40))  # the largest stream is seen once; small ones cycle
     assert all(seen[i] == 4 for i in range(70, 80))
-    with pytest.raises(ValueError, match="mode must be 'proportional' or 'round_robin'"):
+    with pytest.raises(ValueError, match="mode must be 'proportional', 'round_robin' or 'temperature', got"):
         MultiTaskSampler(ds, mode="random")
 
 
