@@ -106,7 +106,7 @@ def test_own_tests_pass_against_the_installed_copy(site: Path, tmp_path: Path) -
 
 
 def test_trains_alongside_a_builtin_and_beats_chance(site: Path, tmp_path: Path) -> None:
-    base = ROOT / "configs" / "_base_"
+    base = ROOT / "polymodal" / "configs" / "_base_"
     config = tmp_path / "eeg_imu.py"
     config.write_text(
         CONFIG.format(

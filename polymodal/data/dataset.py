@@ -541,7 +541,9 @@ class FileDataset(SampleDataset):
         targets: one target per item (see :func:`infer_task`).
         modality: tokenizer name or config (dict or object).
         reader: ``item -> raw sample`` (e.g. a Pillow image, a waveform array); called in ``__getitem__``.
-        task, class_names, tokenizer: as for :class:`ArrayDataset`.
+        task: as for :class:`ArrayDataset`.
+        class_names: as for :class:`ArrayDataset`.
+        tokenizer: as for :class:`ArrayDataset`.
         on_error: ``"raise"``: an unreadable item raises :class:`SampleReadError` naming it, when it is read;
             ``"skip"``: :meth:`check` runs when the dataset is made, reads every item once and drops the bad ones,
             reporting each by path and the count (``skipped``, and a warning in the log).

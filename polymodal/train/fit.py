@@ -428,8 +428,11 @@ def fit(
             one), feeding the model input of that modality and the one head reading it; or ``{input_key: dataset}``
             for several inputs (each supervising the one head that reads it).
         val_data: the same for validation (optional).
-        epochs, batch_size, lr, weight_decay: AdamW with a cosine learning-rate decay over ``epochs``, gradients
+        epochs: passes over the training data; AdamW with a cosine learning-rate decay over them, gradients
             clipped to norm 1.
+        batch_size: samples per step (of every stream together).
+        lr: AdamW's peak learning rate.
+        weight_decay: AdamW's weight decay (not on norms and biases).
         work_dir: logs, ``metrics.json`` and checkpoints (see ``keep``); default a temporary folder, removed at the
             end. A given work dir is locked for the run: a second run on it raises
             :class:`~polymodal.train.workdir.WorkDirLockedError`.

@@ -10,7 +10,10 @@
   from its own checkpoints);
 - ``--launcher pytorch`` works without CUDA: mmengine's launcher calls ``torch.cuda.set_device``; on a machine
   without GPUs the process group is created here with gloo (``nccl`` in the config is replaced by ``gloo``);
-- :class:`PolymodalDistributedDataParallel` wraps CPU models without ``device_ids`` (which torch refuses there).
+- :class:`PolymodalDistributedDataParallel` wraps CPU models without ``device_ids`` (which torch refuses there);
+- :class:`PolymodalLogProcessor` logs validation metrics as they are: mmengine's ``LogProcessor`` averages every
+  logged key that merely *contains* ``loss``, ``time`` or ``grad_norm`` over its window, so the metrics of a task
+  named ``time_series`` (``time_series/accuracy``) were logged as a running mean of the last validations.
 
 For FSDP (mmengine's ``FlexibleRunner``, chosen when the config has a ``strategy``): ``PolymodalFSDPStrategy``
 fixes mmengine's optimiser-state loading on resume, :class:`PolymodalFullyShardedDataParallel` runs evaluation
@@ -38,16 +41,18 @@ from mmengine._strategy import FSDPStrategy
 from mmengine.config import Config
 from mmengine.dist import is_distributed, is_main_process
 from mmengine.model import MMDistributedDataParallel, MMFullyShardedDataParallel, is_model_wrapper
-from mmengine.runner import Runner
+from mmengine.runner import LogProcessor, Runner
 
-from polymodal.train.registry import FUNCTIONS, MODEL_WRAPPERS, RUNNERS, STRATEGIES
+from polymodal.train.registry import FUNCTIONS, LOG_PROCESSORS, MODEL_WRAPPERS, RUNNERS, STRATEGIES
 from polymodal.train.serialization import install_safe_checkpoint_loaders, safe_checkpoint_globals
 from polymodal.train.workdir import latest_checkpoint, work_dir_lock
 
 __all__ = [
+    "SMOOTHED_LOG_KEYS",
     "PolymodalDistributedDataParallel",
     "PolymodalFSDPStrategy",
     "PolymodalFullyShardedDataParallel",
+    "PolymodalLogProcessor",
     "PolymodalRunner",
     "component_wrap_policy",
     "evaluate_from_config",
@@ -111,6 +116,26 @@ def component_wrap_policy(module: torch.nn.Module, recurse: bool, nonwrapped_num
     return isinstance(module, (Encoder, Tokenizer, Head))
 
 
+#: The keys :class:`PolymodalLogProcessor` smooths over its window: the losses (``loss``, ``loss_<task>``), the
+#: step timings and the gradient norm, as whole names (optionally behind the ``train/`` / ``val/`` / ``test/`` of a
+#: hierarchical log), never a metric that merely contains one of these words.
+SMOOTHED_LOG_KEYS = r"^(?:(?:train|val|test)/)?(?:loss(?:_[^/]*)?|time|data_time|grad_norm)$"
+
+
+@LOG_PROCESSORS.register_module()
+class PolymodalLogProcessor(LogProcessor):
+    """mmengine's ``LogProcessor`` that averages only the losses, timings and gradient norm (:data:`SMOOTHED_LOG_KEYS`).
+
+    mmengine's default ``mean_pattern`` (``.*(loss|time|data_time|grad_norm).*``) also matches metric names that
+    contain these words, so ``time_series/accuracy`` was logged as the mean of the last ``window_size``
+    validations instead of the value of this one. Takes mmengine's arguments; use it as
+    ``log_processor = dict(type="PolymodalLogProcessor", window_size=10, by_epoch=True)``.
+    """
+
+    def __init__(self, *args: Any, mean_pattern: str = SMOOTHED_LOG_KEYS, **kwargs: Any) -> None:
+        super().__init__(*args, mean_pattern=mean_pattern, **kwargs)
+
+
 @RUNNERS.register_module()
 class PolymodalRunner(Runner):
     """mmengine ``Runner`` with safe checkpoint loading and CPU-capable DDP (see the module docstring)."""
@@ -172,13 +197,57 @@ def load_config(
 ) -> Config:
     """Read an mmengine config and apply command-line style overrides.
 
-    ``work_dir`` defaults to ``work_dirs/<config file stem>``; ``amp`` switches the optimiser wrapper to
-    mmengine's ``AmpOptimWrapper`` with bf16 (CUDA only); a unique ``experiment_name`` keeps runs of one process
-    apart (mmengine keys its logger and visualiser by it).
+    ``config`` is a path, a shipped config ``polymodal::NAME`` (``polymodal::image_digits.py``; see
+    :mod:`polymodal.configs`) or a ``Config``; a config file's ``_base_`` may name shipped parts
+    (``polymodal::_base_/default_runtime.py``). ``cfg_options`` are checked first (a near miss of an existing key,
+    text for a number: :func:`~polymodal.configs.check_overrides`); when they change ``train_cfg.max_epochs`` and
+    leave ``param_scheduler`` alone, epoch-based schedules that ended with training follow the new count
+    (:func:`~polymodal.configs.follow_max_epochs`). ``work_dir`` defaults to ``work_dirs/<config file stem>``;
+    ``amp`` switches the optimiser wrapper to mmengine's ``AmpOptimWrapper`` with bf16 (CUDA only); a unique
+    ``experiment_name`` keeps runs of one process apart (mmengine keys its logger and visualiser by it).
+
+    Raises:
+        ConfigError: a missing config file or unknown shipped name (:class:`~polymodal.configs.ConfigNotFoundError`),
+            a config without ``model``, a refused override, ``amp`` without CUDA.
     """
-    cfg = config.copy() if isinstance(config, Config) else Config.fromfile(str(config))
+    from polymodal.configs import (
+        ConfigError,
+        check_overrides,
+        follow_max_epochs,
+        resolve_config,
+        shipped_bases,
+    )
+
+    if isinstance(config, Config):
+        cfg = config.copy()
+    else:
+        with shipped_bases():
+            cfg = Config.fromfile(str(resolve_config(config)))
+    if "model" not in cfg:
+        raise ConfigError(
+            f"{cfg.filename or 'the config'}: expected a 'model' section (model = dict(type=\"MultimodalModel\", "
+            "encoder=..., tokenizers=..., heads=...)), got none; start from a shipped config, e.g. "
+            "polymodal::image_digits.py (polymodal list configs)"
+        )
     if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
+        options = dict(cfg_options)
+        check_overrides(cfg.to_dict(), options)
+        old_epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
+        cfg.merge_from_dict(options)
+        new_epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
+        epochs_set = any(k == "train_cfg" or k.startswith("train_cfg.max_epochs") for k in options)
+        schedule_set = any(k == "param_scheduler" or k.startswith("param_scheduler.") for k in options)
+        counts = (old_epochs, new_epochs)
+        if (
+            epochs_set
+            and not schedule_set
+            and cfg.get("param_scheduler") is not None
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in counts)
+            and old_epochs != new_epochs
+        ):
+            cfg.param_scheduler, _ = follow_max_epochs(cfg.param_scheduler, old_epochs, new_epochs)
+            if cfg.get("max_epochs") == old_epochs:  # the config's own variable, so a dumped config agrees
+                cfg.max_epochs = new_epochs
     if work_dir is not None:
         cfg.work_dir = str(work_dir)
     elif cfg.get("work_dir") is None:
@@ -187,7 +256,10 @@ def load_config(
     cfg.launcher = launcher
     if amp:
         if not torch.cuda.is_available():
-            raise RuntimeError("--amp needs CUDA (bf16 autocast on the GPU); this machine has none")
+            raise ConfigError(
+                "--amp needs CUDA (bf16 autocast on the GPU), and this machine has none; drop --amp to train in "
+                "float32 on the CPU"
+            )
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("dtype", "bfloat16")
     if not cfg.get("experiment_name"):

@@ -409,7 +409,7 @@ def test_cli_trains_a_config_on_a_folder_of_images(
 
     monkeypatch.chdir(tmp_path)  # paths in the config are relative to the working directory
     _folders(tmp_path / "pics", ".png", _image_8bit)
-    base = Path(__file__).resolve().parents[2] / "configs" / "_base_"
+    base = Path(__file__).resolve().parents[2] / "polymodal" / "configs" / "_base_"
     (tmp_path / "pics.py").write_text(
         f"_base_ = ['{base}/default_runtime.py', '{base}/schedules/adamw.py', '{base}/data/multitask.py']\n"
         "tokenizers = dict(image=dict(type='image', img_size=16, patch_size=8, resize=16))\n"

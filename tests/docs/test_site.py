@@ -95,3 +95,21 @@ def test_included_sections_and_no_network(site: Path) -> None:
     assert "nodule_phantoms" in index and "make demo" in index  # README sections
     for path in site.rglob("*.html"):
         assert "fonts.googleapis" not in path.read_text(encoding="utf-8"), path
+
+
+def test_api_reference_is_generated_from_docstrings(site: Path) -> None:
+    text = page(site, "api.html")
+    for name in (
+        "polymodal.model.build_model",
+        "polymodal.train.fit.fit",
+        "polymodal.core.tokenizer.Tokenizer.read_file",
+        "polymodal.testing.check_head",
+    ):
+        assert f'id="{name}"' in text, name
+    assert "Tokenizer settings implied by a dataset" in html.unescape(text)  # a docstring's own words
+
+
+def test_figures_are_on_the_site(site: Path) -> None:
+    assert 'src="figures/demo.png"' in page(site, "index.html")
+    assert 'src="figures/packing.png"' in page(site, "concepts.html")
+    assert (site / "figures" / "packing.png").stat().st_size > 10_000

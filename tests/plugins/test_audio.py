@@ -28,7 +28,6 @@ from polymodal.plugins.audio import (
 )
 from polymodal.testing import check_data_source, check_tokenizer
 
-
 # AST's setting (128 mel bins, overlapping patches of stride 10): the numbers below follow AST's paper and code
 AST = {"num_mel_bins": 128, "stride_time": 10, "stride_freq": 10}
 

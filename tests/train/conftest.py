@@ -17,7 +17,7 @@ from polymodal.registry.tables import unregister
 from .toy import TOY_CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "polymodal" / "configs"
 OTHER_PLUGINS = "text,video,audio,point_cloud,infrared,xray,hyperspectral,imu,tabular,graph,time_series"
 SMALL_ENCODER = {"type": "vit", "embed_dim": 32, "depth": 2, "num_heads": 2}
 

@@ -1,6 +1,6 @@
 # Five modalities trained together in one run, on a CPU in a few minutes: every step holds 8 items of each stream
 # (round-robin mixing) and goes through the shared encoder in one packed call.
-#   polymodal train configs/multimodal_small.py
+#   polymodal train polymodal::multimodal_small.py
 _base_ = ["./_base_/default_runtime.py", "./_base_/schedules/adamw.py", "./_base_/data/multitask.py"]
 
 max_epochs = 6

@@ -1,8 +1,8 @@
 # All twelve modalities in one run, each from its plugin's data source, plus a node-level task (karate club),
 # a forecasting task (time series) and an x-ray + tabular pair fused into one sequence and contrasted.
 # Every step holds 4 items of each of the 16 streams (round-robin) and one packed encoder call.
-#   polymodal train configs/multimodal_all.py                 (a GPU is advised: point clouds are slow on a CPU)
-#   polymodal train configs/multimodal_all.py --amp           (bf16 on CUDA)
+#   polymodal train polymodal::multimodal_all.py              (a GPU is advised: point clouds are slow on a CPU)
+#   polymodal train polymodal::multimodal_all.py --amp        (bf16 on CUDA)
 _base_ = ["./_base_/default_runtime.py", "./_base_/schedules/adamw.py", "./_base_/data/multitask.py"]
 
 max_epochs = 10

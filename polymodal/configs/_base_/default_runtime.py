@@ -16,7 +16,7 @@ default_hooks = dict(
     checkpoint=dict(type="AtomicCheckpointHook", interval=1, max_keep_ckpts=2),
 )
 custom_hooks = [dict(type="RngStateHook"), dict(type="MetricsJsonHook")]
-log_processor = dict(type="LogProcessor", window_size=10, by_epoch=True)
+log_processor = dict(type="PolymodalLogProcessor", window_size=10, by_epoch=True)  # averages losses, not metrics
 log_level = "INFO"
 visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
 randomness = dict(seed=0, deterministic=False)

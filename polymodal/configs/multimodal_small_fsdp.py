@@ -1,5 +1,5 @@
 # multimodal_small sharded with FSDP through mmengine's FlexibleRunner (GPUs, NCCL), bf16 autocast:
-#   torchrun --nproc_per_node 8 -m polymodal.cli train configs/multimodal_small_fsdp.py --launcher pytorch
+#   torchrun --nproc_per_node 8 -m polymodal train polymodal::multimodal_small_fsdp.py --launcher pytorch
 # Units: the shared encoder, each tokenizer and each head (polymodal.component_wrap_policy); parameters keep
 # their names (use_orig_params), so layer-wise lr decay and no-decay groups work unchanged.
 _base_ = ["./multimodal_small.py"]
