@@ -106,6 +106,16 @@ def head_checks(
                 f"predict must give {batch_size} rows, got {getattr(pred, 'shape', type(pred).__name__)}"
             )
 
+    def scores_have_one_row_per_sample() -> None:
+        with torch.no_grad():
+            scores = head.scores(head(*inputs))
+        if scores is None:
+            return
+        if not isinstance(scores, Tensor) or scores.shape[0] != batch_size:
+            got = getattr(scores, "shape", type(scores).__name__)
+            raise problem(f"scores must give {batch_size} rows, got {got}")
+        finite(scores, "scores")
+
     def metrics_are_registered() -> None:
         unknown = [m for m in head.metrics if m not in list_metrics()]
         if unknown:
@@ -130,6 +140,7 @@ def head_checks(
         padding_does_not_change_a_sample,
         loss_is_a_finite_scalar_with_gradients,
         predictions_have_one_row_per_sample,
+        scores_have_one_row_per_sample,
         metrics_are_registered,
         targets_of_another_batch_size_are_refused_clearly,
     ):

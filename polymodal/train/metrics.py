@@ -1,9 +1,12 @@
 """Metrics per task through mmengine's evaluator: :class:`MultiTaskMetric` reports ``"<task>/<metric>"``.
 
-The model's ``val_step`` gives, per batch and task, ``pred`` (``head.predict(output)``), the aligned ``target``,
-the head's metric names (``head.metrics``) and parameters (``head.metric_params()``). :class:`MultiTaskMetric`
-collects these (across processes too), concatenates them per task and computes each named metric, a registered
-component (:mod:`polymodal.core.metrics`; ``polymodal.list_metrics()``), so a plugin's head can name its own.
+The model's ``val_step`` gives, per batch and task, ``pred`` (``head.predict(output)``), ``score``
+(``head.scores(output)``, float32 ``[B, C]`` on the CPU, when a metric of the head ranks scores; else ``None``), the
+aligned ``target``, the head's metric names (``head.metrics``) and parameters (``head.metric_params()``).
+:class:`MultiTaskMetric` collects these (across processes too), concatenates them per task and computes each named
+metric, a registered component (:mod:`polymodal.core.metrics`; ``polymodal.list_metrics()``), so a plugin's head can
+name its own. A metric with ``uses_scores`` (``auroc``, ``average_precision``, ``top5_accuracy``) gets the
+concatenated scores where the others get the predictions.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ def _concat(parts: Sequence[Tensor]) -> Tensor:
 
 
 def compute_task_metrics(
-    preds: Sequence[Tensor], targets: Sequence[Tensor | None], names: Sequence[str], params: dict[str, Any]
+    preds: Sequence[Tensor],
+    targets: Sequence[Tensor | None],
+    names: Sequence[str],
+    params: dict[str, Any],
+    scores: Sequence[Tensor | None] | None = None,
 ) -> dict[str, float]:
-    """Metrics ``names`` of one task from its per-batch predictions and targets."""
+    """Metrics ``names`` of one task from its per-batch predictions, targets and (for metrics with
+    ``uses_scores``) scores."""
     pred = _concat(preds)
     have = [t for t in targets if t is not None]
     if have and len(have) != len(targets):
@@ -40,8 +48,21 @@ def compute_task_metrics(
     target = _concat(have) if have else None
     if target is not None and pred.dim() == 1 and target.dim() == 1 and pred.numel() != target.numel():
         raise ValueError(f"{pred.numel()} predictions for {target.numel()} targets")
-    metrics = [get("metric", name) for name in names]  # an unknown name is an error listing the registered ones
-    return {m.name: m.compute(pred, target, params) for m in metrics}
+    # an unknown name is an error listing the registered ones
+    metrics = [get("metric", name) for name in names]
+    score = None
+    ranking = [m.name for m in metrics if m.uses_scores]
+    if ranking:
+        missing = len(preds) if scores is None else sum(s is None for s in scores)
+        if missing or len(scores or ()) != len(preds):
+            raise ValueError(
+                f"metrics {ranking} rank the head's scores (Head.scores), but {missing or len(preds)} of "
+                f"{len(preds)} batches have none"
+            )
+        score = _concat([s for s in scores if s is not None])
+        if score.shape[0] != pred.shape[0]:
+            raise ValueError(f"{score.shape[0]} rows of scores for {pred.shape[0]} predictions")
+    return {m.name: m.compute(score if m.uses_scores else pred, target, params) for m in metrics}
 
 
 @METRICS.register_module()
@@ -84,7 +105,11 @@ class MultiTaskMetric(BaseMetric):
         for task in sorted(per_task):
             rs = per_task[task]
             values = compute_task_metrics(
-                [r["pred"] for r in rs], [r["target"] for r in rs], rs[0]["metrics"], rs[0]["params"]
+                [r["pred"] for r in rs],
+                [r["target"] for r in rs],
+                rs[0]["metrics"],
+                rs[0]["params"],
+                scores=[r.get("score") for r in rs],
             )
             metrics.update({f"{task}/{name}": v for name, v in values.items()})
         return metrics

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    roc_auc_score,
+)
 
 import polymodal
 from polymodal.registry.tables import unregister
@@ -134,9 +141,10 @@ def test_multitask_metric_reports_per_task() -> None:
     ) == {"accuracy": 0.75}
     with pytest.raises(
         KeyError,
-        match=r"unknown metric 'auroc'.* Registered \(7\): accuracy, macro_f1, mae, micro_f1, mse, recall_at_1, rmse",
+        match=r"unknown metric 'top1_accuracy'.* Registered \(10\): accuracy, auroc, average_precision, macro_f1, "
+        r"mae, micro_f1, mse, recall_at_1, rmse, top5_accuracy",
     ):
-        compute_task_metrics([torch.zeros(2)], [torch.zeros(2)], ["auroc"], {})
+        compute_task_metrics([torch.zeros(2)], [torch.zeros(2)], ["top1_accuracy"], {})
 
 
 def test_a_registered_metric_is_named_by_heads_and_knows_its_direction() -> None:
@@ -170,12 +178,15 @@ def test_builtin_metric_directions() -> None:
     directions = {n: polymodal.get("metric", n).higher_is_better for n in polymodal.list_metrics()}
     assert directions == {
         "accuracy": True,
+        "auroc": True,
+        "average_precision": True,
         "macro_f1": True,
         "mae": False,
         "micro_f1": True,
         "mse": False,
         "recall_at_1": True,
         "rmse": False,
+        "top5_accuracy": True,
     }
 
 
@@ -206,3 +217,55 @@ def test_regression_metrics_of_a_standardising_head_are_in_the_targets_units() -
     assert got["price/mae"] == pytest.approx(mean_absolute_error(target, out[:, 0]), rel=1e-5)
     loss = model({"tabular": batch["tabular"]}, {"price": target}, mode="loss")["loss_price"]
     assert loss.item() == pytest.approx(float(((err / 300.0) ** 2).mean()), rel=1e-4)  # standardised residuals
+
+
+def test_ranking_metrics_get_the_scores_and_the_others_the_predictions() -> None:
+    g = torch.Generator().manual_seed(6)
+    scores = [torch.rand(n, 2, generator=g) for n in (4, 6)]
+    scores = [s / s.sum(1, keepdim=True) for s in scores]
+    preds = [s.argmax(1) for s in scores]
+    targets = [torch.tensor([0, 1, 1, 0]), torch.tensor([1, 1, 0, 0, 1, 0])]
+    got = compute_task_metrics(
+        preds, targets, ["accuracy", "auroc", "average_precision"], {"num_classes": 2}, scores=scores
+    )
+    s, t, p = torch.cat(scores)[:, 1], torch.cat(targets), torch.cat(preds)
+    assert got == {
+        "accuracy": pytest.approx(accuracy_score(t, p)),
+        "auroc": pytest.approx(roc_auc_score(t, s), abs=1e-12),
+        "average_precision": pytest.approx(average_precision_score(t, s), abs=1e-12),
+    }
+    # records without scores are fine for the other metrics, and refused for ranking ones
+    assert compute_task_metrics(preds, targets, ["accuracy"], {}) == {"accuracy": got["accuracy"]}
+    with pytest.raises(
+        ValueError, match=r"metrics \['auroc'\] rank the head's scores \(Head.scores\), but 2 of 2"
+    ):
+        compute_task_metrics(preds, targets, ["accuracy", "auroc"], {"num_classes": 2})
+
+
+def test_a_registered_ranking_metric_of_a_plugin_gets_the_scores() -> None:
+    class MeanTargetScore(polymodal.Metric):
+        name = "mean_target_score_test"
+        uses_scores = True
+
+        @classmethod
+        def _compute(cls, pred: torch.Tensor, target: torch.Tensor, params: dict) -> float:
+            return float(pred.gather(1, target[:, None]).mean())
+
+    polymodal.register(MeanTargetScore)
+    try:
+        metric = MultiTaskMetric()
+        for score, target in ((torch.tensor([[0.2, 0.8]]), 1), (torch.tensor([[0.6, 0.4], [0.3, 0.7]]), 0)):
+            record = {
+                "pred": score.argmax(1),
+                "score": score,
+                "target": torch.tensor([target] * len(score)),
+                "metrics": ("accuracy", "mean_target_score_test"),
+                "params": {},
+            }
+            metric.process({}, [{"t": record}])
+        assert metric.evaluate(size=3) == {
+            "t/accuracy": pytest.approx(2 / 3),
+            "t/mean_target_score_test": pytest.approx((0.8 + 0.6 + 0.3) / 3),
+        }
+    finally:
+        unregister("metric", "mean_target_score_test")

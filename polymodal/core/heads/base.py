@@ -95,8 +95,9 @@ class Head(Component, nn.Module):
     """Base class of task heads: ``forward(tokens) -> output``, ``loss(output, target)``, ``predict(output)``.
 
     Class attributes: ``metrics`` names the metrics computed on ``(predict(output), target)`` during evaluation
-    (see :mod:`polymodal.train.metrics`); ``requires_target`` is ``False`` for heads whose loss can do without
-    targets (the embedding head).
+    (see :mod:`polymodal.train.metrics`; ranking metrics take ``scores(output)`` instead, and the first name is the
+    task's main metric, used for model selection); ``requires_target`` is ``False`` for heads whose loss can do
+    without targets (the embedding head).
     """
 
     kind: ClassVar[str] = "head"
@@ -117,6 +118,12 @@ class Head(Component, nn.Module):
     def predict(self, output: Tensor) -> Tensor:
         """Turn the raw output into predictions (class indices, values, …)."""
         return output
+
+    def scores(self, output: Tensor) -> Tensor | None:
+        """Per-class scores of the raw output for ranking metrics (AUROC, average precision, top-k accuracy: metrics
+        with ``uses_scores``), one row per sample, e.g. probabilities ``[B, C]``; ``None`` (the default) for a head
+        without any."""
+        return None
 
     def align_target(self, tokens: Tokens, target: Any) -> Any:
         """Bring a collated target in line with the encoded tokens before ``loss`` and metrics (for per-token

@@ -36,8 +36,10 @@ class ClassificationHeadConfig(HeadConfig):
 class ClassificationHead(Head):
     """LayerNorm + linear classifier over a pooled token (cross-entropy, or BCE when multi-label).
 
-    Metrics: accuracy and macro-F1; multi-label: accuracy over (sample, label) entries, micro-F1 (the main one)
-    and macro-F1 over labels.
+    Metrics (the first is the main one): accuracy and macro-F1, with AUROC of class 1 for two classes and top-5
+    accuracy for more than five; multi-label: micro-F1, macro-F1 over labels, accuracy over (sample, label)
+    entries, and the macro AUROC and average precision over labels. Scores (:meth:`scores`): the softmax
+    probabilities, per-label sigmoids when multi-label.
     """
 
     name: ClassVar[str] = "classification"
@@ -50,8 +52,19 @@ class ClassificationHead(Head):
         self.norm = nn.LayerNorm(c.embed_dim)
         self.drop = nn.Dropout(c.dropout)
         self.fc = nn.Linear(c.embed_dim, c.num_classes)
-        if c.multi_label:  # per instance: the class attribute lists the single-label metrics
-            self.metrics = ("micro_f1", "macro_f1", "accuracy")
+        # per instance: they depend on the config (the class attribute lists those of 3 to 5 classes)
+        self.metrics = self.metrics_for(c.num_classes, c.multi_label)
+
+    @staticmethod
+    def metrics_for(num_classes: int, multi_label: bool = False) -> tuple[str, ...]:
+        """The metric names of a head with ``num_classes`` classes (labels, when ``multi_label``), main one first."""
+        if multi_label:
+            return ("micro_f1", "macro_f1", "accuracy", "auroc", "average_precision")
+        if num_classes == 2:
+            return ("accuracy", "macro_f1", "auroc")
+        if num_classes > 5:
+            return ("accuracy", "macro_f1", "top5_accuracy")
+        return ("accuracy", "macro_f1")
 
     def forward(self, tokens: Tokens) -> Tensor:
         return self.fc(self.drop(self.norm(pool_tokens(tokens, self.config.pool))))
@@ -73,6 +86,11 @@ class ClassificationHead(Head):
         if self.config.multi_label:
             return (output > 0).long()
         return output.argmax(dim=-1)
+
+    def scores(self, output: Tensor) -> Tensor:
+        """Probabilities ``[B, C]`` in float32: the softmax over classes, or each label's sigmoid when multi-label."""
+        output = output.float()
+        return output.sigmoid() if self.config.multi_label else output.softmax(dim=-1)
 
     def metric_params(self) -> dict[str, Any]:
         return {"num_classes": self.config.num_classes, "multi_label": self.config.multi_label}
