@@ -295,15 +295,25 @@ def _read_config(path: Path) -> dict[str, Any]:
     return data
 
 
+def _file_roots(directory: Path) -> tuple[Path, ...]:
+    """Where the files of a saved folder may lie once links are followed: inside it, and for a snapshot in the
+    Hugging Face cache (``models--org--name/snapshots/<commit>/``, what ``from_pretrained("org/name")`` reads) in
+    that repo's ``blobs/``, which the snapshot's files link to."""
+    blobs = directory.parent.parent / "blobs"
+    if directory.parent.name == "snapshots" and blobs.is_dir():
+        return directory.resolve(), blobs.resolve()
+    return (directory.resolve(),)
+
+
 def _resolve_files(config: ModelConfig, directory: Path, hashes: dict[str, str]) -> None:
     """Point every ``LocalFile`` field of ``config`` at the copy in ``directory`` (in place), checking each copy
     against the SHA-256 recorded with the weights."""
-    root = directory.resolve()
+    roots = _file_roots(directory)
     for where, owner, field in _file_refs(config):
         value = str(getattr(owner, field))
         name = Path(value)
         path = name if name.is_absolute() else directory / name
-        if not name.is_absolute() and not path.resolve().is_relative_to(root):
+        if not name.is_absolute() and not any(path.resolve().is_relative_to(r) for r in roots):
             raise ValueError(
                 f"{directory / CONFIG_NAME}: {_dotted(where)} is {value!r}, which leads out of the folder; expected "
                 "the name of a file inside it"

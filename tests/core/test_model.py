@@ -226,7 +226,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
     with pytest.raises(KeyError, match=r"modalities \['audio'\] are not in the model"):
         polymodal.from_pretrained(tmp_path, modalities=["audio"])
-    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+    with pytest.raises(FileNotFoundError, match=r"no such folder"):
         polymodal.from_pretrained(tmp_path / "missing")
     # a config.json from another save than the weights is refused
     config = json.loads((tmp_path / "config.json").read_text())

@@ -1,4 +1,4 @@
-"""Pretrained weights for the shared encoder, from local files only: timm ViT, Meta-Transformer and OpenCLIP.
+"""Pretrained weights for the shared encoder, from local files or timm Hub ids: timm ViT, Meta-Transformer, OpenCLIP.
 
 Three layouts are detected from the keys and mapped onto :class:`~polymodal.core.encoders.TransformerEncoder`'s
 timm names (``norm_pre``, ``blocks.{i}.{norm1,attn.qkv,attn.proj,ls1,norm2,mlp.fc1,mlp.fc2,ls2}``, ``norm``):
@@ -30,12 +30,18 @@ embeddings, with the class token's position folded into the class token.
 
 ``.safetensors`` is preferred; ``.pt``/``.pth``/``.bin``/``.ckpt`` are read with ``torch.load(weights_only=True)``,
 which refuses pickled code. Everything is validated before anything is copied.
+
+A timm Hub id, ``hf-hub:org/name`` (optionally ``@revision``, e.g. ``hf-hub:timm/vit_tiny_patch16_224.augreg_in21k``),
+names the repo's ``model.safetensors`` (``open_clip_model.safetensors`` for an OpenCLIP repo): it is resolved through
+``huggingface_hub``'s cache (``HF_HUB_CACHE``, ``HF_TOKEN``) and downloaded only when missing and ``HF_HUB_OFFLINE``
+is not set; then it loads like a local file. Pickled files are never fetched from the Hub.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import re
 import warnings
@@ -55,10 +61,14 @@ __all__ = [
     "VitEmbeddings",
     "convert_state_dict",
     "detect_layout",
+    "hub_error",
+    "hub_offline",
     "load_encoder_weights",
     "load_vit_weights",
+    "parse_hub_id",
     "read_checkpoint",
     "read_vit_embeddings",
+    "resolve_checkpoint",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,6 +170,150 @@ class LoadReport:
         return "\n".join(lines)
 
 
+# -- the Hugging Face Hub --------------------------------------------------------------------------------------
+
+HUB_PREFIXES = ("hf-hub:", "hf_hub:")
+#: the files a timm Hub id is read from, in this order (timm's, then OpenCLIP's): safetensors only
+HUB_WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def hub_offline() -> bool:
+    """Whether Hub downloads are off: ``HF_HUB_OFFLINE`` as set now (``1``/``true``/``yes``/``on``), else what
+    ``huggingface_hub`` read when it was imported."""
+    value = os.environ.get("HF_HUB_OFFLINE")
+    if value is not None:
+        return value.strip().upper() in _TRUE
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def parse_hub_id(name: str | Path) -> tuple[str, str | None] | None:
+    """``(repo_id, revision)`` of a timm Hub id ``hf-hub:org/name[@revision]``; ``None`` for anything else."""
+    if not isinstance(name, str) or not name.startswith(HUB_PREFIXES):
+        return None
+    repo_id, _, revision = name.split(":", 1)[1].partition("@")
+    return repo_id, revision or None
+
+
+def hub_error(
+    repo_id: str,
+    revision: str | None,
+    exc: Exception | None,
+    *,
+    offline: str | None,
+    wanted: str = "its files",
+    download: str = "",
+    cache_dir: str | Path | None = None,
+) -> Exception:
+    """The error for a Hub repo that could not be read: which repo, what was wanted, why, and how to get it.
+
+    Args:
+        repo_id, revision: the repo asked for.
+        exc: what ``huggingface_hub`` raised (``None``: not in the cache); returned unchanged when it is none of
+            the cases below.
+        offline: what turned downloads off (``"HF_HUB_OFFLINE is set"``, ``"local_files_only=True"``), or ``None``.
+        wanted: the files that were looked for (``"model.safetensors"``).
+        download: the ``hf download`` arguments that fetch them (``"org/name model.safetensors"``).
+        cache_dir: the cache that was searched (default ``HF_HUB_CACHE``).
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    at = f" at revision {revision!r}" if revision else ""
+    where = f"Hub repo {repo_id!r}{at}"
+    if isinstance(exc, GatedRepoError):
+        return PermissionError(
+            f"{where} is gated: accept its terms on the Hub, then log in (`hf auth login`) or pass a token"
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return FileNotFoundError(
+            f"{where} does not exist, or is private (log in with `hf auth login`, set HF_TOKEN or pass a token)"
+        )
+    if isinstance(exc, RevisionNotFoundError):
+        return FileNotFoundError(f"{where}: no such revision (expected a branch, tag or commit of the repo)")
+    if exc is None or isinstance(exc, LocalEntryNotFoundError):
+        if offline:
+            why = f"downloads are off ({offline})"
+            online = "once with downloads on (" + (
+                "HF_HUB_OFFLINE unset)" if "HF_HUB_OFFLINE" in offline else "local_files_only=False)"
+            )
+        else:
+            why = f"the Hub could not be reached ({str(exc).splitlines()[0] if exc else 'no connection'})"
+            online = "again with network access"
+        return FileNotFoundError(
+            f"{where}: expected {wanted} in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}), got "
+            f"none there, and {why}. To get it: run {online}, or run `hf download {download or repo_id}` where the "
+            "Hub is reachable and copy its cache folder here (HF_HUB_CACHE), or pass a local path instead"
+        )
+    return exc
+
+
+def _cached_hub_file(repo_id: str, filename: str, revision: str | None) -> Path | None:
+    """The cached copy of a Hub file, found without a network call (``None`` when it is not cached)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The local file behind ``path``: ``path`` itself, or for a timm Hub id ``hf-hub:org/name[@revision]`` the
+    repo's ``model.safetensors`` (or ``open_clip_model.safetensors``) in the Hugging Face cache, downloaded only when
+    it is missing and ``HF_HUB_OFFLINE`` is not set (then the cache alone is read, with no network call at all).
+    Only safetensors are taken from the Hub."""
+    hub = parse_hub_id(path)
+    if hub is None:
+        return Path(path).expanduser()
+    repo_id, revision = hub
+    wanted = " or ".join(HUB_WEIGHT_FILES)
+    download = f"{repo_id} {HUB_WEIGHT_FILES[0]}" + (f" --revision {revision}" if revision else "")
+    if hub_offline():
+        for filename in HUB_WEIGHT_FILES:
+            found = _cached_hub_file(repo_id, filename, revision)
+            if found is not None:
+                return found
+        raise hub_error(
+            repo_id, revision, None, offline="HF_HUB_OFFLINE is set", wanted=wanted, download=download
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        from huggingface_hub.errors import RemoteEntryNotFoundError
+    except ImportError:  # huggingface_hub < 1.0, where EntryNotFoundError is the remote one
+        from huggingface_hub.errors import EntryNotFoundError as RemoteEntryNotFoundError
+
+    not_cached: Exception | None = None
+    for filename in HUB_WEIGHT_FILES:
+        try:
+            return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="polymodal"))
+        except LocalEntryNotFoundError as exc:  # the Hub could not be reached, and it is not cached
+            not_cached = not_cached or exc
+        except RemoteEntryNotFoundError:  # not in the repo: try the next name
+            continue
+        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+            raise hub_error(repo_id, revision, exc, offline=None) from None
+    if not_cached is not None:
+        raise hub_error(
+            repo_id, revision, not_cached, offline=None, wanted=wanted, download=download
+        ) from None
+    raise PretrainedLoadError(
+        f"{path}: expected {wanted} in the Hub repo {repo_id!r}, got neither (only safetensors weights are read "
+        "from the Hub)"
+    )
+
+
 # -- reading ---------------------------------------------------------------------------------------------------
 
 
@@ -167,9 +321,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """Read a flat ``{name: tensor}`` from a local ``.safetensors`` or (``weights_only``) ``.pt``/``.pth`` file.
 
     Nested checkpoints (``{"model": {...}}``, ``{"state_dict": {...}}``) are unwrapped, and a prefix that every
-    key shares from DDP (``module.``) is removed.
+    key shares from DDP (``module.``) is removed. A timm Hub id ``hf-hub:org/name[@revision]`` reads that repo's
+    safetensors from the Hugging Face cache (:func:`resolve_checkpoint`).
     """
-    p = Path(path).expanduser()
+    p = resolve_checkpoint(path)
     if not p.is_file():
         raise FileNotFoundError(
             f"pretrained checkpoint {str(p)!r} does not exist (only local files are read)"
