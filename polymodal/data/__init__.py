@@ -7,6 +7,9 @@
   one file (its tokenizer's ``read_file``); a missing optional package raises :class:`MissingExtraError` naming
   the ``polymodal[extra]`` to install. Modality-specific builders live in their plugins (e.g.
   ``polymodal.plugins.graph.from_smiles``).
+- Data too large for memory or one disk listing: ``write_shards(dataset, folder)`` writes tar shards (webdataset's
+  layout), ``StreamingDataset(folder)`` reads them as a stream split across processes and DataLoader workers, and
+  ``StreamLoader`` iterates it resumably (:mod:`polymodal.data.streaming`).
 - ``stratified_split`` splits a dataset into train and validation; ``summarize`` describes one (printed by
   :func:`polymodal.fit` before training).
 
@@ -27,16 +30,29 @@ from polymodal.data.dataset import (
 )
 from polymodal.data.readers import MissingExtraError, read_table
 from polymodal.data.split import stratified_split
+from polymodal.data.streaming import (
+    MapStream,
+    ResumableStream,
+    ShardReadError,
+    StreamingDataset,
+    StreamLoader,
+    write_shards,
+)
 from polymodal.data.summary import DatasetSummary, summarize
 
 __all__ = [
     "ArrayDataset",
     "DatasetSummary",
     "FileDataset",
+    "MapStream",
     "MissingExtraError",
+    "ResumableStream",
     "SampleDataset",
     "SampleInputError",
     "SampleReadError",
+    "ShardReadError",
+    "StreamLoader",
+    "StreamingDataset",
     "Task",
     "column_list",
     "from_folder",
@@ -47,4 +63,5 @@ __all__ = [
     "stratified_split",
     "summarize",
     "table_targets",
+    "write_shards",
 ]

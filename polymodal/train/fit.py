@@ -41,15 +41,22 @@ import torch
 from mmengine.logging import MMLogger
 from mmengine.runner import EpochBasedTrainLoop
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from polymodal.core.heads.regression import target_stats
+from polymodal.data.streaming import StreamLoader
 from polymodal.model.multimodal import MultimodalModel
 from polymodal.registry.lookup import get
 from polymodal.train.collate import multitask_collate
 from polymodal.train.hooks import STOP_REASON_KEY, BestStateHook
 from polymodal.train.metrics import MultiTaskMetric
-from polymodal.train.multitask import MultiTaskBatchSampler, MultiTaskDataset, MultiTaskSampler
+from polymodal.train.multitask import (
+    MultiTaskBatchSampler,
+    MultiTaskDataset,
+    MultiTaskSampler,
+    MultiTaskStream,
+    TokenBudgetBatchSampler,
+)
 from polymodal.train.runner import PolymodalRunner, _unwrap
 from polymodal.train.serialization import safe_checkpoint_globals
 from polymodal.train.workdir import work_dir_lock
@@ -228,13 +235,39 @@ def _loader(
     workers: int,
     mode: str = "proportional",
     temperature: float = 2.0,
+    batch_tokens: int | None = None,
 ) -> DataLoader:
+    """The loader of ``data``: map-style datasets through a :class:`MultiTaskDataset` and its samplers (batches of
+    ``batch_size`` items, or of at most ``batch_tokens`` tokens); when any dataset is a stream (an
+    ``IterableDataset`` such as :class:`~polymodal.data.StreamingDataset`), all of them through a
+    :class:`MultiTaskStream` and a :class:`~polymodal.data.StreamLoader`."""
     tokenizers = {k: cfg.model_dump() for k, cfg in model.config.tokenizers.items()}
-    dataset = MultiTaskDataset(_streams_config(model, data), tokenizers=tokenizers)
+    streams = _streams_config(model, data)
+    if any(isinstance(ds, IterableDataset) for ds in data.values()):
+        if batch_tokens is not None:
+            raise ValueError(
+                "fit: batch_tokens needs map-style datasets (every item's tokens are counted before the epoch); "
+                "with a stream, use batch_size"
+            )
+        stream = MultiTaskStream(
+            streams,
+            tokenizers=tokenizers,
+            mode=mode,  # type: ignore[arg-type]
+            temperature=temperature,
+            shuffle=shuffle,
+            seed=seed,
+        )
+        return StreamLoader(stream, batch_size, collate_fn=multitask_collate, num_workers=workers)
+    dataset = MultiTaskDataset(streams, tokenizers=tokenizers)
     sampler = MultiTaskSampler(dataset, mode=mode, shuffle=shuffle, seed=seed, temperature=temperature)  # type: ignore[arg-type]
+    batches: Sampler[list[int]] = (
+        TokenBudgetBatchSampler(sampler, batch_tokens)
+        if batch_tokens is not None
+        else MultiTaskBatchSampler(sampler, batch_size, drop_last=False)
+    )
     return DataLoader(
         dataset,
-        batch_sampler=MultiTaskBatchSampler(sampler, batch_size, drop_last=False),
+        batch_sampler=batches,
         collate_fn=multitask_collate,
         num_workers=workers,
         persistent_workers=False,
@@ -417,6 +450,7 @@ def fit(
     max_time: float | None = None,
     sampling: Sampling = "proportional",
     temperature: float = 2.0,
+    batch_tokens: int | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` on ``train_data``, validating on ``val_data`` after every epoch.
 
@@ -463,6 +497,14 @@ def fit(
             ``"temperature"`` (dataset ``i`` drawn with probability proportional to ``size_i ** (1 / temperature)``;
             epochs as long as ``"proportional"``'s). Validation visits every sample once whatever this says.
         temperature: of ``sampling="temperature"`` (1: proportional; larger: closer to balanced).
+        batch_tokens: training batches of at most this many tokens instead of ``batch_size`` samples
+            (:class:`~polymodal.train.multitask.TokenBudgetBatchSampler`: every item's tokens are counted once by
+            its tokenizer before training; validation keeps ``batch_size``). Map-style datasets only.
+
+    A dataset may be a stream (an ``IterableDataset``: :class:`~polymodal.data.StreamingDataset` of tar shards):
+    the data is then read through :class:`~polymodal.train.multitask.MultiTaskStream` (training streams shuffled
+    per epoch, ``sampling`` mixing them) by a :class:`~polymodal.data.StreamLoader` (``num_workers`` share each
+    stream, no sample read twice).
 
     Returns:
         :class:`FitResult` (``result.model`` is ``model``, with the best weights loaded).
@@ -482,6 +524,10 @@ def fit(
         raise ValueError(
             f"fit: sampling must be 'proportional', 'balanced' or 'temperature', got {sampling!r}"
         )
+    if batch_tokens is not None and (
+        isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1
+    ):
+        raise ValueError(f"fit: batch_tokens must be an integer >= 1, got {batch_tokens!r}")
     if max_time is not None and (
         isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0
     ):
@@ -500,7 +546,9 @@ def fit(
                 if hasattr(ds, "task"):
                     print(summarize(ds, val.get(key) if val else None))  # type: ignore[arg-type]
         mode = SAMPLER_MODE[sampling]
-        train_loader = _loader(model, train, batch_size, True, seed, num_workers, mode, temperature)
+        train_loader = _loader(
+            model, train, batch_size, True, seed, num_workers, mode, temperature, batch_tokens
+        )
         val_loader = _loader(model, val, batch_size, False, seed, num_workers) if val else None
         _fill_target_stats(model, train)  # once the data is known to fit the model
         temp = tempfile.TemporaryDirectory(prefix="polymodal_fit_") if work_dir is None else None

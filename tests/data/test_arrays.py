@@ -152,7 +152,7 @@ def test_fit_and_evaluate_each_modality(modality: str, tmp_path: Any) -> None:
     )
     assert result.epochs_run == 2 and len(result.history) == 2
     metrics = polymodal.evaluate(result.model, val)
-    assert set(metrics) == {f"{modality}/accuracy", f"{modality}/macro_f1"}
+    assert set(metrics) == {f"{modality}/accuracy", f"{modality}/macro_f1", f"{modality}/auroc"}  # 2 classes
     assert 0.0 <= metrics[f"{modality}/accuracy"] <= 1.0
     assert math.isfinite(metrics[f"{modality}/macro_f1"])
     assert metrics[f"{modality}/accuracy"] == pytest.approx(result.metrics[f"{modality}/accuracy"])
@@ -185,7 +185,11 @@ def test_series_of_several_channels_are_mixed_for_classification() -> None:
     )
     result = polymodal.fit(model, data, epochs=1, batch_size=6, summary=False)
     assert result.epochs_run == 1
-    assert set(polymodal.evaluate(model, data)) == {"time_series/accuracy", "time_series/macro_f1"}
+    assert set(polymodal.evaluate(model, data)) == {
+        "time_series/accuracy",
+        "time_series/macro_f1",
+        "time_series/auroc",
+    }
     independent = ArrayDataset("time_series", x, y, tokenizer={"channel_mode": "independent"})
     assert independent.tokenizer_config["channel_mode"] == "independent"  # what the user asks for wins
     forecast = ArrayDataset("time_series", x, x[:, :, :8])  # forecasting keeps channels apart (PatchTST)

@@ -194,7 +194,7 @@ def test_every_modality_from_files_fits_and_evaluates(tmp_path: Path, modality: 
     ]
     assert any(k.startswith("heads.") for k in changed) and any(k.startswith("encoder.") for k in changed)
     metrics = polymodal.evaluate(model, data)
-    assert set(metrics) == {f"{modality}/accuracy", f"{modality}/macro_f1"}
+    assert set(metrics) == {f"{modality}/accuracy", f"{modality}/macro_f1", f"{modality}/auroc"}  # 2 classes
     model.eval()
     with torch.no_grad():  # the reference: every file read, collated and predicted in one batch
         batch = data.tokenizer.collate([data[i][0] for i in range(len(data))])

@@ -62,8 +62,15 @@ def test_multilabel_images() -> None:
     result = polymodal.fit(_model(data), train, val, epochs=8, batch_size=16, lr=3e-3, summary=False)
     assert result.monitor == "image/micro_f1"
     metrics = polymodal.evaluate(result.model, val)
-    assert set(metrics) == {"image/micro_f1", "image/macro_f1", "image/accuracy"}
+    assert list(metrics) == [
+        "image/micro_f1",
+        "image/macro_f1",
+        "image/accuracy",
+        "image/auroc",
+        "image/average_precision",
+    ]
     assert metrics["image/accuracy"] > 0.75  # per (sample, label); chance 0.5
+    assert metrics["image/auroc"] > 0.75  # macro over the two labels; chance 0.5
 
 
 def test_forecasting_series() -> None:
@@ -127,7 +134,14 @@ def test_two_inputs_in_one_fit_and_no_validation() -> None:
     result = polymodal.fit(model, {"image": image, "tabular": table}, epochs=1, batch_size=8, summary=False)
     assert result.epochs_run == 1 and result.metrics == {} and result.best_epoch is None
     metrics = polymodal.evaluate(model, {"image": image, "tabular": table})
-    assert set(metrics) == {"image/accuracy", "image/macro_f1", "tabular/mse", "tabular/rmse", "tabular/mae"}
+    assert set(metrics) == {
+        "image/accuracy",
+        "image/macro_f1",
+        "image/auroc",  # two classes
+        "tabular/mse",
+        "tabular/rmse",
+        "tabular/mae",
+    }
 
 
 def test_fit_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
