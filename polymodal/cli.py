@@ -521,7 +521,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--launcher",
         choices=["none", "pytorch", "slurm", "mpi"],
         default="none",
-        help="job launcher: 'pytorch' under torchrun (DDP; gloo when there is no GPU)",
+        help="job launcher: 'pytorch' under torchrun (DDP; gloo when there is no GPU), 'slurm' under srun",
     )
 
 

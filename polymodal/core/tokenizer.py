@@ -9,11 +9,17 @@ outside its plugin names the modality: the files one sample comes in (:attr:`Tok
 :meth:`Tokenizer.read_file`), how a table holds samples (:meth:`Tokenizer.dataset_from_table`), which task
 targets imply (:meth:`Tokenizer.implied_task`) and which settings the data implies
 (:meth:`Tokenizer.config_for_data`).
+
+Checks and ``torch.compile`` / ``torch.export``: a check that reads a tensor's values on the host (``bool(t)``,
+``int(t)``) breaks a compiled graph and stops an export. In eager mode the checks here raise
+:class:`ModalityInputError` with the details; while a graph is traced (:func:`tracing`) the value checks become
+in-graph assertions (:func:`check_values`: ``torch._assert_async``, a ``RuntimeError`` with the expectation in the
+message when they fail) and the shape and dtype checks become guards of the traced graph.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,12 +30,23 @@ from torch import Tensor, nn
 from polymodal.core.component import Component, ComponentConfig, ModalityInputError
 from polymodal.core.tokens import Tokens
 
-__all__ = ["MAX_INPUT_MAGNITUDE", "Tokenizer", "TokenizerConfig", "check_magnitude", "check_tensor", "describe"]
+__all__ = [
+    "MAX_INPUT_MAGNITUDE",
+    "Tokenizer",
+    "TokenizerConfig",
+    "check_magnitude",
+    "check_tensor",
+    "check_values",
+    "describe",
+    "tracing",
+]
 
 
 #: Largest magnitude a float input may have: beyond it the squares in a LayerNorm or a variance overflow float32
 #: (3.4e38) and tokens turn into NaN/Inf. Real data is far smaller; larger values are a unit mistake or garbage.
 MAX_INPUT_MAGNITUDE = 1e15
+# Formatted here: a format spec inside a traced call trips dynamo.
+_MAX_MAGNITUDE_TEXT = f"{MAX_INPUT_MAGNITUDE:.0e}"
 
 
 class TokenizerConfig(ComponentConfig):
@@ -83,9 +100,20 @@ class Tokenizer(Component, nn.Module):
 
     def __call__(self, batch: Any) -> Tokens:
         """``forward``, then the checks every tokenizer's output must pass: at most ``max_tokens`` real tokens per
-        sequence, finite token values (a huge input can overflow in the projection)."""
+        sequence, finite token values (a huge input can overflow in the projection). Under ``torch.compile`` /
+        ``torch.export`` they are in-graph assertions (:func:`check_values`)."""
         out = super().__call__(batch)
-        if isinstance(out, Tokens):
+        if isinstance(out, Tokens) and tracing():
+            limit = self.config.max_tokens
+            static_ok = isinstance(out.num_tokens, int) and out.num_tokens <= limit  # no op for a static N
+            if not static_ok:
+                check_values(
+                    out.mask.sum(dim=1) <= limit,
+                    self.modality,
+                    f"at most {limit} tokens per sample (max_tokens)",
+                )
+            check_values(torch.isfinite(out.embeddings), self.modality, "inputs whose tokens are finite")
+        elif isinstance(out, Tokens):
             self.check_token_count(int(out.lengths.max()) if out.batch_size else 0)
             if not bool(torch.isfinite(out.embeddings).all()):
                 bad = int((~torch.isfinite(out.embeddings)).sum())
@@ -202,6 +230,30 @@ def describe(x: Any) -> str:
     return type(x).__name__
 
 
+def tracing() -> bool:
+    """Whether ``torch.compile`` or ``torch.export`` is tracing the caller: a check that reads tensor values on the
+    host breaks the graph there (compile) or fails (export); use :func:`check_values` for those."""
+    return torch.compiler.is_compiling()
+
+
+def check_values(
+    ok: Tensor, modality: str, expected: str, got: Callable[[], str] | str = "other values"
+) -> None:
+    """Refuse an input unless the bool tensor ``ok`` is all ``True``.
+
+    Eager mode: one host sync, and :class:`ModalityInputError` (``"<modality>: expected <expected>, got
+    <got>"``; ``got`` may be a callable, called only on failure, to describe the bad values). While a graph is
+    traced (:func:`tracing`): an in-graph assertion (``torch._assert_async``) that raises ``RuntimeError`` with
+    ``"<modality>: expected <expected>"`` when the compiled or exported program runs on such values; no graph
+    break, no host sync inside the graph.
+    """
+    if tracing():
+        torch._assert_async(ok.all(), f"{modality}: expected {expected}, got other values")
+        return
+    if not bool(ok.all()):
+        raise ModalityInputError(modality, expected, got() if callable(got) else got)
+
+
 def check_tensor(
     x: Any,
     modality: str,
@@ -232,7 +284,13 @@ def check_tensor(
         raise ModalityInputError(modality, f"a floating-point tensor {shape}", describe(x))
     if floating is False and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
         raise ModalityInputError(modality, f"an integer tensor {shape}", describe(x))
-    if finite and x.is_floating_point():
+    if finite and x.is_floating_point() and tracing():
+        check_values(
+            x.abs() <= MAX_INPUT_MAGNITUDE,  # False for NaN and Inf too
+            modality,
+            "finite values of magnitude at most " + _MAX_MAGNITUDE_TEXT + " " + shape,
+        )
+    elif finite and x.is_floating_point():
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise ModalityInputError(modality, f"finite values {shape}", f"{bad} NaN/Inf values in {describe(x)}")
@@ -243,7 +301,11 @@ def check_tensor(
 def check_magnitude(x: Tensor, modality: str, limit: float = MAX_INPUT_MAGNITUDE) -> Tensor:
     """Refuse float values beyond ``limit`` in magnitude (finite but huge values overflow to Inf/NaN inside the
     tokenizer or the encoder); return ``x``."""
-    if x.is_floating_point() and x.numel():
+    if x.is_floating_point() and tracing():
+        text = _MAX_MAGNITUDE_TEXT if limit == MAX_INPUT_MAGNITUDE else str(limit)
+        # ~(|x| > limit): NaN passes, as in eager mode (the finite check is separate)
+        check_values(~(x.abs() > limit), modality, "values of magnitude at most " + text)
+    elif x.is_floating_point() and x.numel():
         peak = float(x.detach().abs().max())
         if peak > limit:
             raise ModalityInputError(

@@ -15,7 +15,8 @@ output finite; targets checked by their head (``Head.check_target``: class indic
 shape, finite values, …) in training (``mode="loss"``) and in evaluation (``mode="evaluate"``), raising a
 :class:`~polymodal.core.heads.TargetError` that names the task; every loss finite. The finiteness checks cost one
 ``torch.isfinite(x).all()`` per tensor; ``ModelConfig.check_finite=False`` (or ``model.check_finite = False``)
-skips them.
+skips them. Under ``torch.compile`` / ``torch.export`` the output and loss checks are in-graph assertions
+(``torch._assert_async``: a ``RuntimeError`` naming the task) and the tokens are checked by their tokenizers only.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from torch import Tensor, nn
 from polymodal.core.component import ModalityInputError
 from polymodal.core.encoders.pretrained import LoadReport, load_vit_weights
 from polymodal.core.heads import Head, TargetError
+from polymodal.core.tokenizer import tracing
 from polymodal.core.tokens import Tokens
 from polymodal.model.checkpoint import load_pretrained, save_pretrained
 from polymodal.model.config import ModelConfig
+from polymodal.model.hub import push_to_hub, resolve_pretrained
 from polymodal.registry.lookup import component_class
 from polymodal.registry.tables import MODELS
 
@@ -49,6 +52,12 @@ __all__ = [
 
 class NonFiniteError(ValueError):
     """NaN or Inf where the model needs finite values (a task's output, a loss). The message names the task."""
+
+
+def _assert_finite_traced(x: Any, message: str) -> None:
+    """While torch.compile / torch.export traces: an in-graph assertion that ``x`` is finite (no graph break)."""
+    if isinstance(x, Tensor) and x.is_floating_point():
+        torch._assert_async(torch.isfinite(x).all(), message)
 
 
 def _count_non_finite(x: Tensor) -> int:
@@ -177,7 +186,8 @@ class MultimodalModel(BaseModel):
         groups = self.fusion_groups(inputs)
         fused_members = {m for members in groups.values() for m in members}
         raw = {key: self.tokenizers[key](batch) for key, batch in inputs.items()}
-        if self.check_finite:  # tokenizers check their own output; this covers one that bypasses those checks
+        # tokenizers check their own output (in-graph under tracing); this covers one that does not, in eager mode
+        if self.check_finite and not tracing():
             for key, tokens in raw.items():
                 bad = _count_non_finite(tokens.embeddings)
                 if bad:
@@ -221,7 +231,10 @@ class MultimodalModel(BaseModel):
             for task, head in self.heads.items()
             if all(k in encoded for k in self.head_inputs[task])
         }
-        if self.check_finite:
+        if self.check_finite and tracing():
+            for task, out in outputs.items():
+                _assert_finite_traced(out, f"{task}: expected finite outputs, got NaN/Inf in the head output")
+        elif self.check_finite:
             for task, out in outputs.items():
                 bad = _count_non_finite(out) if isinstance(out, Tensor) else 0
                 if bad:
@@ -297,7 +310,9 @@ class MultimodalModel(BaseModel):
             if target is not None:
                 target = self._target(task, out, encoded, target)
             loss = self._loss(task, self.heads[task], out, target)
-            if self.check_finite and isinstance(loss, Tensor) and _count_non_finite(loss):
+            if self.check_finite and tracing():
+                _assert_finite_traced(loss, f"{task}: expected a finite loss, got NaN/Inf")
+            elif self.check_finite and isinstance(loss, Tensor) and _count_non_finite(loss):
                 raise NonFiniteError(
                     f"{task}: expected a finite loss, got {loss.detach().float().cpu().tolist()} from finite outputs"
                     " and targets (values overflowed in the loss: scale the targets down, or lower the learning "
@@ -310,8 +325,12 @@ class MultimodalModel(BaseModel):
     def evaluation_records(
         self, outputs: Mapping[str, Tensor], encoded: Mapping[str, Tokens], targets: Mapping[str, Any]
     ) -> dict[str, dict[str, Any]]:
-        """Per task: ``pred`` (``head.predict``), the aligned ``target`` (or ``None``), the head's metric names and
-        parameters, all on the CPU: what :class:`polymodal.train.metrics.MultiTaskMetric` consumes."""
+        """Per task: ``pred`` (``head.predict``), ``score`` (``head.scores``, float32, e.g. probabilities ``[B, C]``,
+        when one of the head's metrics ranks scores (``uses_scores``: AUROC, average precision, top-k accuracy),
+        else ``None``), the aligned ``target`` (or ``None``), the head's metric names and parameters, all on the
+        CPU: what :class:`polymodal.train.metrics.MultiTaskMetric` consumes (and gathers across processes)."""
+        from polymodal.registry.lookup import get
+
         records = {}
         for task, out in outputs.items():
             head = self.heads[task]
@@ -319,8 +338,13 @@ class MultimodalModel(BaseModel):
             if target is not None:
                 target = self._target(task, out, encoded, target)
             pred = head.predict(out).detach()
+            score = None
+            if any(get("metric", name).uses_scores for name in head.metrics):
+                score = head.scores(out)
+                score = score.detach().float().cpu() if isinstance(score, Tensor) else score
             records[task] = {
                 "pred": (pred.float() if pred.is_floating_point() else pred).cpu(),
+                "score": score,
                 "target": target.detach().cpu() if isinstance(target, Tensor) else target,
                 "metrics": tuple(head.metrics),
                 "params": head.metric_params(),
@@ -351,10 +375,67 @@ class MultimodalModel(BaseModel):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, modalities: Sequence[str] | None = None, **kwargs: Any
+        cls,
+        name_or_path: str | Path,
+        modalities: Sequence[str] | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        token: str | bool | None = None,
+        local_files_only: bool = False,
     ) -> MultimodalModel:
-        """Rebuild a model written by :meth:`save_pretrained` (see :func:`polymodal.from_pretrained`)."""
-        return load_pretrained(cls, directory, modalities=modalities, **kwargs)
+        """Rebuild a model written by :meth:`save_pretrained` (a local folder) or :meth:`push_to_hub` (a Hub repo
+        id ``"org/name"``); see :func:`polymodal.from_pretrained`."""
+        directory = resolve_pretrained(
+            name_or_path,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        return load_pretrained(cls, directory, modalities, device=device, dtype=dtype)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        card_metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Upload the model to the Hugging Face Hub repo ``repo_id`` (``"org/name"``, created if missing): what
+        :meth:`save_pretrained` writes and a generated model card (``README.md``: inputs and tokenizers, encoder, heads
+        with classes and metrics, ``library_name: polymodal``). Returns the Hub's ``CommitInfo``; read it back with
+        ``polymodal.from_pretrained(repo_id)``. See :func:`polymodal.model.hub.push_to_hub`."""
+        return push_to_hub(
+            self,
+            repo_id,
+            commit_message=commit_message,
+            private=private,
+            token=token,
+            revision=revision,
+            create_pr=create_pr,
+            card_metadata=card_metadata,
+        )
+
+    # -- export -----------------------------------------------------------------------------------------------
+    def export(self, example_inputs: Mapping[str, Any], **kwargs: Any) -> Any:
+        """``torch.export`` the tensor forward (tokenizers' batch tensors -> ``{task: output}``) for inputs shaped
+        like ``example_inputs``: an ``ExportedProgram`` (see :func:`polymodal.model.export.export_program`)."""
+        from polymodal.model.export import export_program
+
+        return export_program(self, example_inputs, **kwargs)
+
+    def export_onnx(self, example_inputs: Mapping[str, Any], path: str | Path, **kwargs: Any) -> Path:
+        """Write the tensor forward as an ONNX file (see :func:`polymodal.model.export.export_onnx`)."""
+        from polymodal.model.export import export_onnx
+
+        return export_onnx(self, example_inputs, path, **kwargs)
 
     def load_pretrained_image(
         self, path: str | Path, key: str = "image", *, strict: bool | None = None
@@ -434,21 +515,41 @@ def build_model(
 
 
 def from_pretrained(
-    directory: str | Path,
+    name_or_path: str | Path,
     modalities: Sequence[str] | None = None,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
 ) -> MultimodalModel:
-    """Rebuild a :class:`MultimodalModel` saved with ``save_pretrained`` (local files only, no network).
+    """Rebuild a :class:`MultimodalModel` saved with ``save_pretrained``, or pushed with ``push_to_hub``.
 
     Args:
-        directory: the folder holding ``config.json`` and ``model.safetensors``.
+        name_or_path: the folder holding ``config.json`` and ``model.safetensors`` (always the first meaning of a
+            name that exists), or a Hugging Face Hub repo id ``"org/name"``: only its ``config.json``,
+            ``model.safetensors`` and ``files/`` are fetched into the Hugging Face cache, then read like a folder.
         modalities: keep only these inputs (and the heads and fusion groups that read only them); only their
             weights are read from the file.
         device: where to put the model (default CPU).
         dtype: cast floating-point weights to this dtype (default: as saved).
+        revision: a branch, tag or commit of the Hub repo (default: its main branch).
+        cache_dir: the Hugging Face cache (default ``HF_HUB_CACHE``).
+        token: a Hub token for a private or gated repo (default: the stored login, or ``HF_TOKEN``).
+        local_files_only: read the Hub repo from the cache only, never the network (as ``HF_HUB_OFFLINE=1``).
 
-    The model is returned in eval mode.
+    Both are checked alike: safetensors only, the SHA-256 of the config and files recorded with the weights, shapes,
+    keys and finite values. The model is returned in eval mode.
     """
-    return load_pretrained(MultimodalModel, directory, modalities, device=device, dtype=dtype)
+    return MultimodalModel.from_pretrained(
+        name_or_path,
+        modalities,
+        device=device,
+        dtype=dtype,
+        revision=revision,
+        cache_dir=cache_dir,
+        token=token,
+        local_files_only=local_files_only,
+    )

@@ -546,4 +546,8 @@ def test_fit_and_evaluate_with_channel_independent_tokens() -> None:
     )
     assert polymodal.fit(model, data, epochs=1, batch_size=4, summary=False).epochs_run == 1
     assert model({"time_series": torch.as_tensor(x)}, mode="predict")["time_series"].shape == (8,)
-    assert set(polymodal.evaluate(model, data)) == {"time_series/accuracy", "time_series/macro_f1"}
+    assert set(polymodal.evaluate(model, data)) == {
+        "time_series/accuracy",
+        "time_series/macro_f1",
+        "time_series/auroc",
+    }

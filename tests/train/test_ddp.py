@@ -51,6 +51,13 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path, one_
         atol = 5e-5 if key.endswith("qkv.bias") else 2e-6
         torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=atol, msg=key)
     two = json.loads((work_2 / "metrics.json").read_text())["last_val"]
-    assert set(one) == {"image/accuracy", "image/macro_f1", "image2/accuracy", "image2/macro_f1"}
+    assert set(one) == {
+        "image/accuracy",
+        "image/macro_f1",
+        "image/top5_accuracy",  # 10 classes
+        "image2/accuracy",
+        "image2/macro_f1",
+        "image2/top5_accuracy",
+    }
     for key, value in one.items():
         assert abs(two[key] - value) <= 1 / 64 + 1e-9, key  # at most one of 64 test images changes its class

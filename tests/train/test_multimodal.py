@@ -92,6 +92,7 @@ def test_four_streams_three_modalities_train_together(
     assert set(metrics) == {
         "image/accuracy",
         "image/macro_f1",
+        "image/top5_accuracy",  # 10 classes
         "toy_seq/accuracy",
         "toy_seq/macro_f1",
         "toy_vec/mse",
@@ -99,6 +100,7 @@ def test_four_streams_three_modalities_train_together(
         "toy_vec/mae",
         "pair_cls/accuracy",
         "pair_cls/macro_f1",
+        "pair_cls/top5_accuracy",
         "pair_emb/recall_at_1",
     }
     # learned beyond the baselines of the sources (chance 0.1 for digits, 0.5 per token, variance 2.31)

@@ -20,8 +20,10 @@ log_processor = dict(type="PolymodalLogProcessor", window_size=10, by_epoch=True
 log_level = "INFO"
 visualizer = dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
 randomness = dict(seed=0, deterministic=False)
-# Steps may lack a modality (proportional mixing), so DDP must tolerate parameters without gradients. The
-# collate function and the wrapper carry the scope: mmengine looks them up with `get`, which ignores default_scope.
-model_wrapper_cfg = dict(type="polymodal.PolymodalDistributedDataParallel", find_unused_parameters=True)
+# DDP's find_unused_parameters="auto": decided from the run (False only when every process's share of every step
+# holds every stream and they feed every input and head, e.g. round-robin mixing with batch_size >= the number of
+# streams; True with proportional or temperature mixing); True or False forces it. The collate function and the
+# wrapper carry the scope: mmengine looks them up with `get`, which ignores default_scope.
+model_wrapper_cfg = dict(type="polymodal.PolymodalDistributedDataParallel", find_unused_parameters="auto")
 load_from = None
 resume = False

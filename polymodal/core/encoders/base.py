@@ -8,6 +8,11 @@ The base class packs (:mod:`polymodal.core.encoders.packing`): the real tokens o
 form one stream ``[T, D]``, which a subclass encodes in :meth:`Encoder.encode_packed` with attention restricted to
 each sequence (``layout`` says where sequences start), so no FLOPs go to padding and padding never changes a
 result. :class:`~polymodal.core.encoders.vit.TransformerEncoder` is the built-in one.
+
+Under ``torch.compile`` and ``torch.export`` (or with ``encoder.padded = True``) the base class packs *padded*
+instead (``pack(tokens, padded=True)``: every position of every input, attention masked per input), so the traced
+graph depends on the inputs' shapes, not on their lengths; ``encode_packed`` gets that layout and must pass it on
+to :func:`~polymodal.core.encoders.packing.varlen_attention` (or read ``layout.masks`` itself).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -36,6 +42,9 @@ class Encoder(Component, nn.Module):
 
     kind: ClassVar[str] = "encoder"
     config_class: ClassVar[type[EncoderConfig]] = EncoderConfig
+    #: ``None`` (default): pack the real tokens in eager mode and pack padded under ``torch.compile`` /
+    #: ``torch.export`` tracing; ``True`` / ``False``: always padded / always packed (an instance may set it).
+    padded: bool | None = None
 
     def __init__(self, config: EncoderConfig | dict[str, Any] | None = None) -> None:
         nn.Module.__init__(self)
@@ -57,7 +66,8 @@ class Encoder(Component, nn.Module):
                 raise ValueError(
                     f"{self.name}: expected tokens of width {self.embed_dim}, got {t.dim} from {t.modality!r}"
                 )
-        x, layout = pack(tokens)
+        padded = torch.compiler.is_compiling() if self.padded is None else self.padded
+        x, layout = pack(tokens, padded=padded)
         encoded = unpack(self.encode_packed(x, layout).to(x.dtype), layout)
         return [t.replace(embeddings=e.to(t.embeddings.dtype)) for t, e in zip(tokens, encoded)]
 

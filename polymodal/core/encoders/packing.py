@@ -9,6 +9,14 @@ so each run of equal lengths is a single batched ``scaled_dot_product_attention`
 precision one variable-length flash kernel covers the whole stream. :func:`unpack` puts the stream back into each
 input's padded ``[B, N, D]`` with zeros at padded positions.
 
+Packing needs every sequence's length on the host (one sync), and a graph traced for one set of lengths holds only
+for that set. Under ``torch.compile`` and ``torch.export`` the encoder packs *padded* instead
+(``pack(tokens, padded=True)``): each input keeps its ``[B, N]`` positions, padding included, the stream is the
+inputs' flattened positions ``[sum B·N, D]`` (no gather, no host sync), and attention runs per input as one masked
+SDPA call whose key mask is the input's mask. Token-wise layers then spend FLOPs on padding, but the graph depends
+on shapes only, so it can be compiled once for dynamic shapes, exported, and run by ONNX Runtime; its numbers
+equal the packed forward's within float rounding, with zeros at padded positions as well.
+
 This follows the "packing" of NaViT (Dehghani et al., arXiv 2307.06304) and the varlen interface of
 FlashAttention-2 (Dao, arXiv 2307.08691): ``cu_seqlens`` (cumulative lengths, ``int32``) and ``max_seqlen``.
 
@@ -58,6 +66,10 @@ class PackedLayout:
             ``[B*N]`` positions, or ``None`` when no input has padding (the stream is then the inputs, whole,
             concatenated in ``input_order``).
         input_order: order of the inputs in the stream when ``index`` is ``None``.
+        masks: the inputs' ``[B, N]`` masks when the stream is *padded* (``pack(tokens, padded=True)``): the
+            stream holds every position of every input, in order, ``lengths`` is empty (no length is read on the
+            host), ``runs`` has one ``(start, B, N)`` per input, and attention masks the padded keys. ``None``
+            for a packed stream.
     """
 
     shapes: tuple[tuple[int, int], ...]
@@ -66,24 +78,38 @@ class PackedLayout:
     index: Tensor | None
     input_order: tuple[int, ...]
     device: torch.device
+    masks: tuple[Tensor, ...] | None = None
     _cache: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     @property
+    def padded(self) -> bool:
+        """Whether the stream holds padded positions too (see ``masks``)."""
+        return self.masks is not None
+
+    @property
     def num_tokens(self) -> int:
-        """``T``: real tokens in the stream."""
+        """``T``: tokens in the stream (real ones; every position of every input when ``padded``)."""
+        if self.masks is not None:
+            return sum(b * n for b, n in self.shapes)
         return sum(self.lengths)
 
     @property
     def num_segments(self) -> int:
+        if self.masks is not None:
+            return sum(b for b, _ in self.shapes)
         return len(self.lengths)
 
     @property
     def max_length(self) -> int:
+        if self.masks is not None:
+            return max((n for _, n in self.shapes), default=0)
         return max(self.lengths, default=0)
 
     def cu_seqlens(self) -> Tensor:
         """``[S' + 1]`` ``int32`` cumulative lengths of the non-empty segments (FlashAttention's varlen
-        convention), on the stream's device."""
+        convention), on the stream's device. A padded stream has none (its segments hold padding)."""
+        if self.masks is not None:
+            raise ValueError("cu_seqlens: a padded stream (pack(..., padded=True)) has no varlen segments")
         if "cu" not in self._cache:
             lengths = [n for n in self.lengths if n > 0]
             cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
@@ -93,6 +119,10 @@ class PackedLayout:
 
     def segment_ids(self) -> Tensor:
         """``[T]`` ``long``: the segment each stream token belongs to."""
+        if self.masks is not None:  # no cache: under tracing a cached tensor would outlive its graph
+            parts = [torch.arange(b, device=self.device).repeat_interleave(n) for b, n in self.shapes]
+            offsets = [sum(b for b, _ in self.shapes[:i]) for i in range(len(self.shapes))]
+            return torch.cat([p + o for p, o in zip(parts, offsets)])
         if "seg" not in self._cache:
             lengths = torch.tensor(self.lengths, dtype=torch.long)
             seg = torch.repeat_interleave(torch.arange(len(self.lengths)), lengths)
@@ -113,11 +143,15 @@ def _runs(lengths: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
     return tuple((s, c, n) for s, c, n in runs)
 
 
-def pack(tokens: Sequence[Tokens]) -> tuple[Tensor, PackedLayout]:
+def pack(tokens: Sequence[Tokens], padded: bool = False) -> tuple[Tensor, PackedLayout]:
     """Gather the real tokens of every sequence of every input into one stream ``[T, D]``.
 
     Sequences of equal length are made adjacent (sorted by decreasing length) so attention can batch them.
     Inputs without padding are concatenated whole (no gather). Returns the stream and its layout.
+
+    ``padded=True``: the stream is every position of every input, in order (``[sum B·N, D]``), and the layout
+    holds the masks (:attr:`PackedLayout.masks`): no length is read on the host, so ``torch.compile`` and
+    ``torch.export`` trace it for shapes, not lengths.
     """
     if not tokens:
         raise ValueError("pack: expected at least one Tokens, got an empty list")
@@ -134,6 +168,16 @@ def pack(tokens: Sequence[Tokens]) -> tuple[Tensor, PackedLayout]:
     for t in tokens[1:]:
         dtype = torch.promote_types(dtype, t.embeddings.dtype)
     shapes = tuple((t.batch_size, t.num_tokens) for t in tokens)
+    if padded:
+        flats = [t.embeddings.reshape(-1, d).to(dtype) for t in tokens]
+        runs, start = [], 0
+        for b, n in shapes:
+            runs.append((start, b, n))
+            start = start + b * n
+        order = tuple(range(len(tokens)))
+        masks = tuple(t.mask for t in tokens)
+        layout = PackedLayout(shapes, (), tuple(runs), None, order, device, masks)
+        return (flats[0] if len(flats) == 1 else torch.cat(flats)), layout
     # One host sync for all lengths (needed to split attention into segments).
     sums = [t.mask.sum(dim=1) for t in tokens]
     lengths = (sums[0] if len(sums) == 1 else torch.cat(sums)).tolist()
@@ -175,6 +219,12 @@ def unpack(stream: Tensor, layout: PackedLayout) -> list[Tensor]:
     """Scatter the stream ``[T, D]`` back to each input's ``[B, N, D]``; padded positions are zero."""
     d = stream.shape[-1]
     sizes = [b * n for b, n in layout.shapes]
+    if layout.masks is not None:
+        chunks = stream.split(sizes) if len(sizes) > 1 else [stream]
+        return [
+            chunk.view(b, n, d).masked_fill(~mask.unsqueeze(-1), 0)
+            for chunk, (b, n), mask in zip(chunks, layout.shapes, layout.masks)
+        ]
     if layout.index is None:
         chunks = stream.split([sizes[i] for i in layout.input_order])
         out: list[Tensor] = [stream] * len(sizes)
@@ -251,9 +301,12 @@ def varlen_attention(
     """Softmax attention of ``q``/``k``/``v`` ``[T, H, d]`` restricted to each segment of ``layout``.
 
     Returns ``[T, H, d]``. Scale ``d ** -0.5`` (as ``scaled_dot_product_attention`` and timm). Never builds a
-    ``T x T`` mask.
+    ``T x T`` mask. A padded layout (:attr:`PackedLayout.masks`) takes one masked SDPA call per input whatever
+    ``backend`` says (the varlen kernels need a packed stream); its rows at padded positions are not meaningful.
     """
     t, h, hd = q.shape
+    if layout.masks is not None:
+        return _padded_attention(q, k, v, layout, dropout_p)
     if t == 0:
         return q.new_zeros(0, h, hd)
     name = resolve_backend(backend, q, dropout_p, layout)
@@ -289,5 +342,19 @@ def varlen_attention(
         covered = end
         qs, ks, vs = (x[start:end].view(count, n, h, hd).transpose(1, 2) for x in (q, k, v))
         o = F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout_p)  # [count, H, n, d]
+        outs.append(o.transpose(1, 2).reshape(count * n, h, hd))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _padded_attention(q: Tensor, k: Tensor, v: Tensor, layout: PackedLayout, dropout_p: float) -> Tensor:
+    """One SDPA call per input of a padded stream, padded keys masked out. A sequence without a real token
+    attends to all its positions (its rows are zeroed by :func:`unpack`) instead of giving NaN."""
+    h, hd = q.shape[1], q.shape[2]
+    outs = []
+    for (start, count, n), mask in zip(layout.runs, layout.masks or ()):
+        end = start + count * n
+        qs, ks, vs = (x[start:end].view(count, n, h, hd).transpose(1, 2) for x in (q, k, v))
+        keys = mask | ~mask.any(dim=1, keepdim=True)  # [count, n]
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=keys[:, None, None, :], dropout_p=dropout_p)
         outs.append(o.transpose(1, 2).reshape(count * n, h, hd))
     return outs[0] if len(outs) == 1 else torch.cat(outs)

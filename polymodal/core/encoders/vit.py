@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENCODER_CLASSES",
+    "PackedBlock",
     "TransformerEncoder",
     "TransformerEncoderConfig",
     "VitBaseEncoder",
@@ -99,8 +100,10 @@ class TransformerEncoderConfig(EncoderConfig):
     tuned_blocks: int = Field(0, ge=0, description="With freeze='last_k': how many of the last blocks train.")
     pretrained: str | None = Field(
         None,
-        description="Local checkpoint loaded when the encoder is built (.safetensors, or .pth/.pt with "
-        "weights_only=True): a timm ViT, Meta-Transformer encoder or OpenCLIP visual tower. Nothing downloads.",
+        description="Checkpoint loaded when the encoder is built: a local file (.safetensors, or .pth/.pt with "
+        "weights_only=True) of a timm ViT, Meta-Transformer encoder or OpenCLIP visual tower, or a timm Hub id "
+        "'hf-hub:org/name[@revision]' (its model.safetensors from the Hugging Face cache, downloaded only when "
+        "missing and HF_HUB_OFFLINE is not set).",
     )
     pretrained_strict: bool = Field(
         True,
@@ -118,11 +121,43 @@ class TransformerEncoderConfig(EncoderConfig):
         return self
 
 
+class PackedBlock(Block):
+    """timm's ViT ``Block`` (same modules, so the same state-dict names) whose ``forward`` also runs packed.
+
+    ``block(x, layout, backend)`` runs the block over a packed stream ``[T, D]``
+    (:func:`~polymodal.core.encoders.blocks.packed_block_forward`: attention within each sequence of ``layout``,
+    stochastic depth per sequence); ``block(x)`` with ``x`` ``[B, N, D]`` is timm's own ``forward``. The encoder
+    calls each block through ``__call__``, so hooks on the block fire: FSDP and ``fully_shard`` units of one block
+    gather its parameters there (:func:`polymodal.train.component_wrap_policy`), and activation checkpointing can
+    wrap it.
+    """
+
+    def forward(
+        self,
+        x: Tensor,
+        layout: PackedLayout | None = None,
+        backend: AttentionBackend = "auto",
+        *,
+        attn_mask: Tensor | None = None,
+        is_causal: bool = False,
+    ) -> Tensor:
+        if layout is None:
+            return super().forward(x, attn_mask=attn_mask, is_causal=is_causal)
+        if attn_mask is not None or is_causal:
+            raise ValueError(
+                "PackedBlock: a packed stream takes its attention pattern from its layout; expected no attn_mask "
+                f"or is_causal with a layout, got attn_mask={'a tensor' if attn_mask is not None else None}, "
+                f"is_causal={is_causal}"
+            )
+        return packed_block_forward(self, x, layout, backend)
+
+
 class TransformerEncoder(Encoder):
     """Shared transformer encoder built from timm ViT blocks, run packed over all inputs of a step.
 
     Parameter names follow timm's ``VisionTransformer`` (``norm_pre``, ``blocks.{i}.…``, ``norm``), so a timm
-    state dict's block keys map 1:1.
+    state dict's block keys map 1:1. The blocks are :class:`PackedBlock` (timm's ``Block``, called with the packed
+    layout), one FSDP unit each under :func:`polymodal.train.component_wrap_policy`.
     """
 
     name: ClassVar[str] = "vit"
@@ -135,7 +170,7 @@ class TransformerEncoder(Encoder):
         dpr = torch.linspace(0, c.drop_path_rate, c.depth).tolist()
         self.norm_pre = norm_layer(c.embed_dim) if c.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList(
-            Block(
+            PackedBlock(
                 c.embed_dim,
                 c.num_heads,
                 mlp_ratio=c.mlp_ratio,
@@ -165,11 +200,11 @@ class TransformerEncoder(Encoder):
             backend = self.config.attention_backend
             x = self.norm_pre(x)
             recompute = self.config.grad_checkpointing and torch.is_grad_enabled()
-            for block in self.blocks:
+            for block in self.blocks:  # through __call__: a block's hooks (an FSDP unit's) fire
                 if recompute:
-                    x = checkpoint(packed_block_forward, block, x, layout, backend, use_reentrant=False)
+                    x = checkpoint(block, x, layout, backend, use_reentrant=False)
                 else:
-                    x = packed_block_forward(block, x, layout, backend)
+                    x = block(x, layout, backend)
             return self.norm(x)
 
     @classmethod
@@ -237,7 +272,8 @@ class TransformerEncoder(Encoder):
 
     # -- pretrained weights -------------------------------------------------------------------------------------
     def load_pretrained(self, path: str | Path, strict: bool | None = None) -> LoadReport:
-        """Load a local timm / Meta-Transformer / OpenCLIP checkpoint into the blocks (and norms).
+        """Load a timm / Meta-Transformer / OpenCLIP checkpoint into the blocks (and norms): a local file, or a timm
+        Hub id ``hf-hub:org/name[@revision]`` (:func:`~polymodal.core.encoders.pretrained.resolve_checkpoint`).
 
         Everything is validated before anything is copied: unexpected keys (a pre-norm or final norm in the file
         that this encoder was built without among them), shape mismatches and (with ``strict``, default

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
+from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, check_values, describe
 from polymodal.core.tokens import Tokens
 from polymodal.plugins.tabular.encoding import encode_table
 from polymodal.plugins.tabular.schema import MODALITY, TabularTokenizerConfig
@@ -99,16 +99,20 @@ class TabularTokenizer(Tokenizer):
             raise self.fail(expected, f"numeric {describe(numeric)}")
         if categorical.shape[1] != self.num_categorical:
             raise self.fail(expected, f"categorical {describe(categorical)}")
-        if bool(torch.isinf(numeric).any()):
-            raise self.fail(
-                "finite numeric values or NaN (missing)", f"{int(torch.isinf(numeric).sum())} infinite values"
-            )
-        if self.num_categorical and bool(((categorical < 0) | (categorical >= self.category_sizes)).any()):
-            bad = categorical[(categorical < 0) | (categorical >= self.category_sizes)][0]
+        check_values(
+            ~torch.isinf(numeric),
+            self.modality,
+            "finite numeric values or NaN (missing)",
+            got=lambda: f"{int(torch.isinf(numeric).sum())} infinite values",
+        )
+        if self.num_categorical:
             sizes_txt = ", ".join(str(s) for s in self.category_sizes.tolist())
-            raise self.fail(
+            outside = (categorical < 0) | (categorical >= self.category_sizes)
+            check_values(
+                ~outside,
+                self.modality,
                 f"category indices in [0, size) per column (sizes {sizes_txt}; 0 = missing, 1 = unknown)",
-                f"index {int(bad)}",
+                got=lambda: f"index {int(categorical[outside][0])}",
             )
         return numeric, categorical
 

@@ -21,7 +21,7 @@ from timm.layers import trunc_normal_
 from torch import Tensor, nn
 
 from polymodal.core.component import LocalFile
-from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, describe
+from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, check_values, describe
 from polymodal.core.tokens import Tokens
 from polymodal.plugins.text.files import TEXT_EXTENSIONS, read_text
 from polymodal.plugins.text.vocabulary import load_hf_tokenizer
@@ -250,14 +250,23 @@ class TextTokenizer(Tokenizer):
         b, n = ids.shape
         if n == 0 or n > c.max_length:
             raise self.fail(expected, describe(ids))
-        if bool((ids < 0).any()) or bool((ids >= self.vocab_size).any()):
-            raise self.fail(expected, f"ids from {int(ids.min())} to {int(ids.max())}")
+        check_values(
+            (ids >= 0) & (ids < self.vocab_size),
+            self.modality,
+            expected,
+            got=lambda: f"ids from {int(ids.min())} to {int(ids.max())}",
+        )
         if mask is None:
             mask = torch.ones(b, n, dtype=torch.bool, device=ids.device)
         elif not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != ids.shape:
             raise self.fail(f"a bool mask of shape {(b, n)}", describe(mask))
-        elif not bool(mask.any(dim=1).all()):
-            raise self.fail("at least one real token per text", "a row whose mask is all False")
+        else:
+            check_values(
+                mask.any(dim=1),
+                self.modality,
+                "at least one real token per text",
+                "a row whose mask is all False",
+            )
         if truncated is None:
             truncated = torch.zeros(b, dtype=torch.long)
         elif not isinstance(truncated, Tensor) or truncated.shape != (b,):
