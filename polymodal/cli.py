@@ -1,12 +1,13 @@
 """The ``polymodal`` command line (also ``python -m polymodal``): ``list``, ``info``, ``train``, ``eval``, ``predict``,
-``demo``.
+``export``, ``demo``.
 
 ``polymodal train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--launcher pytorch] [--cfg-options k=v ...]``
 trains on mmengine's Runner (progress, loss and ETA through mmengine's logger; logs, checkpoints and
 ``metrics.json`` in the work dir; the final model as ``<work_dir>/pretrained``). ``CONFIG`` is a file or a shipped
 config, ``polymodal::multimodal_small.py`` (``polymodal list configs``). ``polymodal eval CONFIG --checkpoint
 PATH`` evaluates a checkpoint on the config's test split; ``polymodal predict MODEL_DIR FILES...`` (or ``--table``)
-writes a saved model's predictions per sample as CSV or JSON. A config, an override or an option that cannot run is
+writes a saved model's predictions per sample as CSV or JSON; ``polymodal export MODEL_DIR OUT.onnx`` (or ``.pt2``)
+writes its tensor forward as an ONNX file or a ``torch.export`` program. A config, an override or an option that cannot run is
 one line, ``polymodal: ...``, and exit status 2. For several processes:
 ``torchrun --nproc_per_node N -m polymodal train CONFIG --launcher pytorch``.
 """
@@ -475,6 +476,81 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_example(model: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The example batch an export traces: ``--example`` (a ``torch.save``'d ``{input: batch}``, read weights-only)
+    or every chosen input's ``example_input(--batch-size)``."""
+    import torch
+
+    keys = args.inputs or list(model.tokenizers)
+    unknown = sorted(set(keys) - set(model.tokenizers))
+    if unknown:
+        raise PredictError(
+            f"--inputs {unknown}: the model has no such input; its inputs: {', '.join(model.tokenizers)}"
+        )
+    if args.example:
+        try:
+            example = torch.load(args.example, map_location="cpu", weights_only=True)
+        except Exception:  # a pickle of more than tensors and plain containers, or not a torch file
+            raise PredictError(
+                f"--example {args.example}: expected a torch.save'd dict {{input: batch tensors}} of tensors and "
+                "plain containers only (read weights-only), got a file that is not one"
+            ) from None
+        if not isinstance(example, dict):
+            raise PredictError(
+                f"--example {args.example}: expected a dict {{input: batch}}, got {type(example).__name__}"
+            )
+        return {k: v for k, v in example.items() if not args.inputs or k in keys}
+    generator = torch.Generator().manual_seed(0)
+    example = {}
+    for key in keys:
+        tok = model.tokenizers[key]
+        batch = tok.example_input(args.batch_size, generator=generator)
+        if isinstance(batch, (list, tuple)):  # raw samples (texts, ...): the batch tensors collate makes of them
+            batch = tok.collate([tok.preprocess(sample) for sample in batch])
+        example[key] = batch
+    return example
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils import _pytree as pytree
+
+    from polymodal.model import export_onnx, export_program, from_pretrained
+    from polymodal.model.export import onnx_input_names
+
+    out = Path(args.out)
+    if out.suffix not in (".onnx", ".pt2"):
+        print(
+            f"polymodal: {out}: expected a file name ending in .onnx (ONNX) or .pt2 (torch.export)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        model = from_pretrained(args.model, device="cpu").eval()
+        example = _export_example(model, args)
+        dynamic = not args.fixed_batch
+        if out.suffix == ".onnx":
+            export_onnx(model, example, out, dynamic_batch=dynamic)
+        else:
+            torch.export.save(export_program(model, example, dynamic_batch=dynamic), str(out))
+    except (OSError, ValueError, KeyError, TypeError, ImportError) as err:
+        print(f"polymodal: {err.args[0] if isinstance(err, KeyError) and err.args else err}", file=sys.stderr)
+        return 2
+    shapes = ", ".join(
+        f"{name} {list(leaf.shape)}"
+        for name, leaf in zip(onnx_input_names(example), pytree.tree_flatten(example)[0])
+    )
+    batch = "dynamic" if dynamic else "fixed"
+    print(f"polymodal: wrote {out} (inputs {shapes}; batch dimension {batch}, every other dimension fixed)")
+    if not args.example:
+        print(
+            "polymodal: the shapes are those of each tokenizer's example_input (small ones, made for tests); to "
+            "export for the shapes you will feed, torch.save a dict {input: batch} and pass it as --example",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import time
 
@@ -606,6 +682,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     p.set_defaults(func=_cmd_predict)
+    p = sub.add_parser(
+        "export",
+        help="export a saved model's tensor forward as ONNX (.onnx) or a torch.export program (.pt2)",
+        description="Load a model folder written by save_pretrained and trace its tensor forward (the tokenizers' "
+        "forward, the shared encoder, the heads; preprocess and collate stay Python) on an example batch: by default "
+        "each input's example_input, or --example. The batch dimension is dynamic, every other dimension is fixed at "
+        "the example's (pad text to the length you will feed). See docs/export.md.",
+    )
+    p.add_argument("model", help="folder holding config.json and model.safetensors")
+    p.add_argument("out", help="output file: .onnx (needs polymodal[export]) or .pt2")
+    p.add_argument("--inputs", nargs="+", metavar="KEY", help="export only these inputs (default: all)")
+    p.add_argument("--example", help="a torch.save'd dict {input: batch tensors} to trace with")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=2, help="batch of the generated example (default 2)"
+    )
+    p.add_argument("--fixed-batch", action="store_true", help="fix the batch dimension too")
+    p.set_defaults(func=_cmd_export)
     p = sub.add_parser(
         "demo",
         help="train one shared encoder on every built-in modality's data, evaluate, save, plot",

@@ -134,9 +134,15 @@ def test_image_and_text_export_equals_eager() -> None:
         return {"image": torch.randn(len(texts), 3, 32, 32), "text": text}
 
     example = batch(["a short one", "x", "sixteen bytes.."])
-    with warnings.catch_warnings():  # the text plugin's host checks may take the draft_export path
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         program = export_program(model, example)
+    # the text and image plugins check values with check_values: a sound export, no draft_export fallback
+    assert not [w for w in caught if "draft_export" in str(w.message)]
+    bad = batch(["a", "b", "c"])
+    bad["text"]["input_ids"][0, 0] = 300  # outside the byte vocabulary: the in-graph check fires
+    with pytest.raises(RuntimeError, match=r"text: expected \(B, N\) token ids in \[0, 259\)"):
+        program.module()(bad)
     other = batch(["other words", "y", "z z z"])
     with torch.no_grad():
         for b in (example, other):
@@ -214,3 +220,56 @@ def test_export_onnx_names_the_missing_packages(monkeypatch: pytest.MonkeyPatch,
         ImportError, match=r"export_onnx needs onnxscript .* pip install 'polymodal\[export\]'"
     ):
         export_onnx(_model(), _batch(2, [3, 5]), tmp_path / "m.onnx")
+
+
+def test_the_cli_exports_a_saved_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    from polymodal.cli import main
+
+    model = _model()
+    model.save_pretrained(tmp_path / "model")
+    example = _batch(3, [10, 4, 1])
+    torch.save(example, tmp_path / "example.pt")
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "model"),
+                str(tmp_path / "m.pt2"),
+                "--example",
+                str(tmp_path / "example.pt"),
+            ]
+        )
+        == 0
+    )
+    assert "wrote" in capsys.readouterr().out
+    program = torch.export.load(str(tmp_path / "m.pt2"))
+    loaded = polymodal.from_pretrained(tmp_path / "model").eval()
+    with torch.no_grad():
+        other = _batch(5, [3, 8])  # another batch size: the batch is dynamic
+        assert _max_diff(program.module()(other), loaded(other)) < 1e-5
+    # generated examples, one input, ONNX; the note says where the shapes came from
+    assert main(["export", str(tmp_path / "model"), str(tmp_path / "m.onnx"), "--inputs", "image"]) == 0
+    captured = capsys.readouterr()
+    assert "inputs image [2, 3, " in captured.out and "example_input" in captured.err
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    # one clean line for what cannot run
+    assert main(["export", str(tmp_path / "model"), str(tmp_path / "m.txt")]) == 2
+    assert "expected a file name ending in .onnx" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "model"), str(tmp_path / "m.pt2"), "--inputs", "audio"]) == 2
+    assert "the model has no such input" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_text("not a torch file")
+    assert (
+        main(
+            [
+                "export",
+                str(tmp_path / "model"),
+                str(tmp_path / "m.pt2"),
+                "--example",
+                str(tmp_path / "bad.pt"),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--example" in err and "weights_only=False" not in err
