@@ -56,7 +56,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
 from mmengine.runner import FlexibleRunner, LogProcessor, Runner, TestLoop, ValLoop
 from mmengine.utils import get_git_hash
 
-from polymodal.model.checkpoint import atomic_write
+from polymodal.model.checkpoint import _fsync_dir, atomic_write
 from polymodal.train.hooks import ATOMIC_BACKEND
 from polymodal.train.registry import FUNCTIONS, LOG_PROCESSORS, LOOPS, MODEL_WRAPPERS, RUNNERS, STRATEGIES
 from polymodal.train.serialization import (
@@ -440,19 +440,6 @@ def read_sharded_checkpoint(path: str | os.PathLike[str], optimizer: bool = Fals
     if optimizer:
         out["optimizer"] = {k[len("optimizer.") :]: v for k, v in state.items() if k.startswith("optimizer.")}
     return out
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove(path: str) -> None:
@@ -892,40 +879,39 @@ class LockstepBatches:
                 yield _Repeat(last)
 
 
+class _Lockstep:
+    """Mixin of a validation or test loop whose processes step in lockstep (:class:`LockstepBatches`), as FSDP
+    needs: a process out of batches runs its last one again, and its outputs are dropped."""
+
+    step_name: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if is_distributed():
+            self.dataloader = LockstepBatches(self.dataloader)
+
+    @torch.no_grad()
+    def run_iter(self, idx: int, data_batch: Any) -> None:
+        if isinstance(data_batch, _Repeat):
+            getattr(self.runner.model, self.step_name)(data_batch.batch)
+            return
+        super().run_iter(idx, data_batch)  # type: ignore[misc]
+
+
 @LOOPS.register_module()
-class FSDPValLoop(ValLoop):
+class FSDPValLoop(_Lockstep, ValLoop):
     """mmengine's ``ValLoop`` whose processes step in lockstep (:class:`LockstepBatches`), as FSDP needs;
     :class:`PolymodalFlexibleRunner` uses it when ``val_cfg`` names no loop."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if is_distributed():
-            self.dataloader = LockstepBatches(self.dataloader)
-
-    @torch.no_grad()
-    def run_iter(self, idx: int, data_batch: Any) -> None:
-        if isinstance(data_batch, _Repeat):
-            self.runner.model.val_step(data_batch.batch)
-            return
-        super().run_iter(idx, data_batch)
+    step_name = "val_step"
 
 
 @LOOPS.register_module()
-class FSDPTestLoop(TestLoop):
+class FSDPTestLoop(_Lockstep, TestLoop):
     """mmengine's ``TestLoop`` whose processes step in lockstep (:class:`LockstepBatches`), as FSDP needs;
     :class:`PolymodalFlexibleRunner` uses it when ``test_cfg`` names no loop."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if is_distributed():
-            self.dataloader = LockstepBatches(self.dataloader)
-
-    @torch.no_grad()
-    def run_iter(self, idx: int, data_batch: Any) -> None:
-        if isinstance(data_batch, _Repeat):
-            self.runner.model.test_step(data_batch.batch)
-            return
-        super().run_iter(idx, data_batch)
+    step_name = "test_step"
 
 
 #: The keys :class:`PolymodalLogProcessor` smooths over its window: the losses (``loss``, ``loss_<task>``), the
