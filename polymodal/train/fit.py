@@ -436,6 +436,7 @@ def fit(
     batch_size: int = 32,
     lr: float = 1e-3,
     weight_decay: float = 0.05,
+    warmup_epochs: float = 1.0,
     work_dir: str | Path | None = None,
     patience: int | None = None,
     monitor: str | None = None,
@@ -462,11 +463,14 @@ def fit(
             one), feeding the model input of that modality and the one head reading it; or ``{input_key: dataset}``
             for several inputs (each supervising the one head that reads it).
         val_data: the same for validation (optional).
-        epochs: passes over the training data; AdamW with a cosine learning-rate decay over them, gradients
-            clipped to norm 1.
+        epochs: passes over the training data; AdamW with a linear warm-up (``warmup_epochs``) then a cosine
+            learning-rate decay over them, gradients clipped to norm 1.
         batch_size: samples per step (of every stream together).
         lr: AdamW's peak learning rate.
         weight_decay: AdamW's weight decay (not on norms and biases).
+        warmup_epochs: the learning rate rises linearly from ``lr / 100`` to ``lr`` over this many epochs (at most a
+            tenth of the run's steps), as transformers are trained; 0 starts at ``lr``. Without it a randomly
+            initialised encoder pooled by [CLS] could settle on one class (shape_clouds stayed at chance).
         work_dir: logs, ``metrics.json`` and checkpoints (see ``keep``); default a temporary folder, removed at the
             end. A given work dir is locked for the run: a second run on it raises
             :class:`~polymodal.train.workdir.WorkDirLockedError`.
@@ -528,6 +532,12 @@ def fit(
         isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1
     ):
         raise ValueError(f"fit: batch_tokens must be an integer >= 1, got {batch_tokens!r}")
+    if (
+        isinstance(warmup_epochs, bool)
+        or not isinstance(warmup_epochs, (int, float))
+        or not warmup_epochs >= 0
+    ):
+        raise ValueError(f"fit: warmup_epochs must be a number of epochs >= 0, got {warmup_epochs!r}")
     if max_time is not None and (
         isinstance(max_time, bool) or not isinstance(max_time, (int, float)) or not max_time > 0
     ):
@@ -565,6 +575,7 @@ def fit(
                     epochs=epochs,
                     lr=lr,
                     weight_decay=weight_decay,
+                    warmup_epochs=warmup_epochs,
                     patience=patience,
                     monitor=mon,
                     rule=rule,
@@ -591,6 +602,7 @@ def _run(
     epochs: int,
     lr: float,
     weight_decay: float,
+    warmup_epochs: float,
     patience: int | None,
     monitor: str,
     rule: Literal["greater", "less"],
@@ -625,6 +637,16 @@ def _run(
     if best_state is not None:
         custom_hooks.append(best_state)  # type: ignore[arg-type]
     steps = len(train_loader)
+    warmup = min(round(warmup_epochs * steps), epochs * steps // 10)
+    cosine = {
+        "type": "CosineAnnealingLR",
+        "by_epoch": False,
+        "begin": warmup,
+        "end": epochs * steps,
+        "T_max": epochs * steps - warmup,
+        "eta_min": lr * 0.01,
+    }
+    warm = [{"type": "LinearLR", "start_factor": 0.01, "by_epoch": False, "begin": 0, "end": warmup}]
     runner = _FitRunner(
         model=model,
         device=device,
@@ -643,16 +665,7 @@ def _run(
             "constructor": "PolymodalOptimWrapperConstructor",
             "clip_grad": {"max_norm": 1.0},
         },
-        param_scheduler=[
-            {
-                "type": "CosineAnnealingLR",
-                "by_epoch": False,
-                "begin": 0,
-                "end": epochs * steps,
-                "T_max": epochs * steps,
-                "eta_min": lr * 0.01,
-            }
-        ],
+        param_scheduler=(warm if warmup > 0 else []) + [cosine],
         default_hooks={
             "runtime_info": {"type": "RuntimeInfoHook"},
             "timer": {"type": "IterTimerHook"},

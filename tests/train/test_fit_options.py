@@ -4,6 +4,7 @@ the work-dir lock."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -432,3 +433,27 @@ def test_fit_takes_the_work_dir_lock(tmp_path: Path) -> None:
         polymodal.fit(_model(data), data, epochs=1, work_dir=tmp_path, summary=False, quiet=True)
     result = polymodal.fit(_model(data), data, epochs=1, work_dir=tmp_path, summary=False, quiet=True)
     assert result.work_dir == tmp_path and (tmp_path / "epoch_1.pth").is_file()
+
+
+def _logged_lrs(work_dir: Path) -> list[float]:
+    log = next(work_dir.glob("*/*.log")).read_text()
+    return [float(v) for v in re.findall(r"Epoch\(train\) .* lr: ([0-9.e+-]+)", log)]
+
+
+def test_the_learning_rate_warms_up_over_the_first_epoch_then_decays(tmp_path: Path) -> None:
+    train = _labels(64)  # 8 steps an epoch
+    common = dict(batch_size=8, lr=1e-3, summary=False, quiet=True, log_interval=1)
+    polymodal.fit(_model(train), train, epochs=20, work_dir=tmp_path / "warm", **common)
+    lrs = _logged_lrs(tmp_path / "warm")
+    assert len(lrs) == 160
+    assert lrs[0] < 0.15e-3 and all(a < b for a, b in itertools.pairwise(lrs[:8]))  # rises over the first epoch
+    assert max(lrs) == pytest.approx(1e-3, rel=1e-3) and int(np.argmax(lrs)) in (7, 8)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[7:])) and lrs[-1] < 0.05e-3  # then the cosine decay
+    # no warm-up: the first step runs at lr; a short run warms up over at most a tenth of its steps
+    polymodal.fit(_model(train), train, epochs=3, warmup_epochs=0, work_dir=tmp_path / "cold", **common)
+    assert _logged_lrs(tmp_path / "cold")[0] == pytest.approx(1e-3, rel=1e-3)
+    polymodal.fit(_model(train), train, epochs=3, work_dir=tmp_path / "short", **common)
+    short = _logged_lrs(tmp_path / "short")
+    assert short[0] < 0.6e-3 and int(np.argmax(short)) <= 2  # 24 steps: 2 of warm-up
+    with pytest.raises(ValueError, match=r"warmup_epochs must be a number of epochs >= 0, got -1"):
+        polymodal.fit(_model(train), train, epochs=1, warmup_epochs=-1, **common)
