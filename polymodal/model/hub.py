@@ -8,8 +8,9 @@ with their classes and metrics, and the Hub's ``library_name`` and tags.
 Reading a name (:func:`resolve_pretrained`): a local folder is always its first meaning. Otherwise a string
 ``"org/name"`` is a Hub repo id, resolved by ``huggingface_hub.snapshot_download`` into the standard cache
 (``HF_HUB_CACHE``, or ``cache_dir``) at ``revision``, fetching only ``config.json``, ``model.safetensors`` and
-``files/`` (never a pickle, nor any other file of the repo), with nothing fetched when ``HF_HUB_OFFLINE=1`` or
-``local_files_only=True`` (the cache must hold it then). The snapshot then goes through the same checks as a local
+``files/`` (never a pickle, nor any other file of the repo). Nothing is fetched unless the caller asks with
+``local_files_only=False`` (and ``HF_HUB_OFFLINE`` is not set): by default the cache must hold the repo, as
+polymodal never downloads on its own. The snapshot then goes through the same checks as a local
 folder (:func:`~polymodal.model.checkpoint.load_pretrained`: safetensors only, the SHA-256 of the config and the
 files recorded with the weights, shapes, keys, finite values).
 """
@@ -63,7 +64,7 @@ def resolve_pretrained(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
-    local_files_only: bool = False,
+    local_files_only: bool = True,
 ) -> Path:
     """The local folder holding the model ``name_or_path``: the folder itself, or a Hub repo's cached snapshot.
 
@@ -73,7 +74,8 @@ def resolve_pretrained(
         revision: a branch, tag or commit of the Hub repo (default: its main branch).
         cache_dir: the Hugging Face cache to use (default ``HF_HUB_CACHE``, ``~/.cache/huggingface/hub``).
         token: a Hub token for private or gated repos (default: the one ``hf auth login`` stored, or ``HF_TOKEN``).
-        local_files_only: use the cache only, never the network (as ``HF_HUB_OFFLINE=1`` does).
+        local_files_only: ``True`` (the default): the cache only, never the network; ``False`` fetches what the
+            cache lacks (unless ``HF_HUB_OFFLINE=1``).
 
     Only ``config.json``, ``model.safetensors`` and ``files/`` are fetched. Errors name the repo and say how to get
     it when it is not cached and downloads are off.
@@ -96,7 +98,7 @@ def resolve_pretrained(
     from huggingface_hub import snapshot_download
 
     offline = (
-        "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set" if hub_offline() else None
+        "HF_HUB_OFFLINE is set" if hub_offline() else "local_files_only=True" if local_files_only else None
     )
     try:
         folder = Path(

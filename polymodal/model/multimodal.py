@@ -384,7 +384,7 @@ class MultimodalModel(BaseModel):
         revision: str | None = None,
         cache_dir: str | Path | None = None,
         token: str | bool | None = None,
-        local_files_only: bool = False,
+        local_files_only: bool = True,
     ) -> MultimodalModel:
         """Rebuild a model written by :meth:`save_pretrained` (a local folder) or :meth:`push_to_hub` (a Hub repo
         id ``"org/name"``); see :func:`polymodal.from_pretrained`."""
@@ -523,14 +523,15 @@ def from_pretrained(
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     token: str | bool | None = None,
-    local_files_only: bool = False,
+    local_files_only: bool = True,
 ) -> MultimodalModel:
     """Rebuild a :class:`MultimodalModel` saved with ``save_pretrained``, or pushed with ``push_to_hub``.
 
     Args:
         name_or_path: the folder holding ``config.json`` and ``model.safetensors`` (always the first meaning of a
             name that exists), or a Hugging Face Hub repo id ``"org/name"``: only its ``config.json``,
-            ``model.safetensors`` and ``files/`` are fetched into the Hugging Face cache, then read like a folder.
+            ``model.safetensors`` and ``files/`` are read from the Hugging Face cache (fetched into it only with
+            ``local_files_only=False``), then read like a folder.
         modalities: keep only these inputs (and the heads and fusion groups that read only them); only their
             weights are read from the file.
         device: where to put the model (default CPU).
@@ -538,7 +539,8 @@ def from_pretrained(
         revision: a branch, tag or commit of the Hub repo (default: its main branch).
         cache_dir: the Hugging Face cache (default ``HF_HUB_CACHE``).
         token: a Hub token for a private or gated repo (default: the stored login, or ``HF_TOKEN``).
-        local_files_only: read the Hub repo from the cache only, never the network (as ``HF_HUB_OFFLINE=1``).
+        local_files_only: ``True`` (the default): read a Hub repo from the cache only, never the network;
+            ``False`` downloads what the cache lacks (unless ``HF_HUB_OFFLINE=1``).
 
     Both are checked alike: safetensors only, the SHA-256 of the config and files recorded with the weights, shapes,
     keys and finite values. The model is returned in eval mode.

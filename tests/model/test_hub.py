@@ -29,7 +29,6 @@ from torch import nn
 import polymodal
 from polymodal.core.component import LocalFile
 from polymodal.core.encoders import TransformerEncoder
-from polymodal.core.encoders.pretrained import PretrainedLoadError
 from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
 from polymodal.core.tokens import Tokens
 from polymodal.model.hub import HUB_FILES, model_card
@@ -266,7 +265,7 @@ def test_a_missing_name_that_is_no_repo_id_is_a_missing_folder(cache: Path, name
 def test_online_fetches_only_the_config_weights_and_files(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With downloads on, the repo goes through snapshot_download with these patterns, revision, cache and token
+    """Asked to download (local_files_only=False), the repo goes through snapshot_download with these patterns, revision, cache and token
     (stood in for here: it answers with a cached snapshot)."""
     import huggingface_hub
 
@@ -281,7 +280,13 @@ def test_online_fetches_only_the_config_weights_and_files(
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    loaded = polymodal.from_pretrained("org/name", revision="main", cache_dir=cache, token="hf_x")
+    # by default the cache only, even with downloads allowed by the environment: polymodal never downloads unasked
+    _assert_same(polymodal.from_pretrained("org/name"), model)
+    assert calls[0][1]["local_files_only"] is True
+    calls.clear()
+    loaded = polymodal.from_pretrained(
+        "org/name", revision="main", cache_dir=cache, token="hf_x", local_files_only=False
+    )
     _assert_same(loaded, model)
     assert calls == [
         (
@@ -511,9 +516,11 @@ def test_an_uncached_hf_hub_id_names_the_repo_and_how_to_get_it(tmp_path: Path, 
     message = str(info.value)
     assert message.startswith(
         "Hub repo 'timm/vit_missing': expected model.safetensors or open_clip_model.safetensors in the Hugging Face "
-        f"cache ({cache}), got none there, and downloads are off (HF_HUB_OFFLINE is set)."
+        f"cache ({cache}), got none there, and downloads are off (encoder weights named by hf-hub: ids are read "
+        "from the cache only). To get it: run `hf download timm/vit_missing model.safetensors` where the Hub is "
+        "reachable"
     )
-    assert "`hf download timm/vit_missing model.safetensors`" in message
+    assert "run once with downloads on" not in message  # no switch turns an encoder download on
     assert not SAFETY_OFF.search(message)
 
 
@@ -574,38 +581,30 @@ def online(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def test_online_an_hf_hub_id_asks_for_safetensors_only(
+def test_an_hf_hub_id_never_downloads_even_with_downloads_on(
     tmp_path: Path, online: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import huggingface_hub
-    from huggingface_hub.errors import RemoteEntryNotFoundError
 
+    def no_network(*args: Any, **kwargs: Any) -> str:
+        raise AssertionError("the encoder asked the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
     vit, folder = _timm_repo(tmp_path, filename="open_clip_model.safetensors")
-    asked: list[tuple[str, str, dict[str, Any]]] = []
-
-    def hf_hub_download(repo_id: str, filename: str, **kwargs: Any) -> str:
-        asked.append((repo_id, filename, kwargs))
-        if not (folder / filename).is_file():
-            raise _hub_http_error(RemoteEntryNotFoundError, 404)
-        return str(folder / filename)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    put_in_cache(online, "laion/vit_test", folder, revision="v1")
     encoder = TransformerEncoder(
         {"embed_dim": 32, "depth": 2, "num_heads": 4, "pretrained": "hf-hub:laion/vit_test@v1"}
     )
-    _assert_blocks_equal(encoder, vit)
-    options = {"revision": "v1", "library_name": "polymodal"}
-    assert asked == [
-        ("laion/vit_test", "model.safetensors", options),
-        ("laion/vit_test", "open_clip_model.safetensors", options),
-    ]
-    (folder / "open_clip_model.safetensors").unlink()
+    _assert_blocks_equal(encoder, vit)  # the cached OpenCLIP file name, read from the cache
     with pytest.raises(
-        PretrainedLoadError,
-        match=r"^hf-hub:laion/vit_test@v1: expected model\.safetensors or open_clip_model\.safetensors in the Hub "
-        r"repo 'laion/vit_test', got neither \(only safetensors weights are read from the Hub\)$",
+        FileNotFoundError,
+        match=r"^Hub repo 'laion/vit_test' at revision 'v2': expected model\.safetensors or "
+        r"open_clip_model\.safetensors in the Hugging Face cache .* downloads are off \(encoder weights named by "
+        r"hf-hub: ids are read from the cache only\)\. To get it: run `hf download laion/vit_test "
+        r"model\.safetensors --revision v2`",
     ):
-        encoder.load_pretrained("hf-hub:laion/vit_test@v1")
+        encoder.load_pretrained("hf-hub:laion/vit_test@v2")
 
 
 @pytest.mark.parametrize(
@@ -626,12 +625,6 @@ def test_online_hub_errors_name_the_repo(
         raise _hub_http_error(getattr(huggingface_hub.errors, error), status)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", raising)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", raising)
     revision = "v9" if error == "RevisionNotFoundError" else None
     with pytest.raises((FileNotFoundError, PermissionError), match=expected):
-        polymodal.from_pretrained("org/nope", revision=revision)
-    at = "@v9" if revision else ""
-    with pytest.raises((FileNotFoundError, PermissionError), match=expected):
-        TransformerEncoder(
-            {"embed_dim": 32, "depth": 2, "num_heads": 4, "pretrained": f"hf-hub:org/nope{at}"}
-        )
+        polymodal.from_pretrained("org/nope", revision=revision, local_files_only=False)

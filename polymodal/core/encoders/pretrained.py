@@ -178,6 +178,10 @@ HUB_WEIGHT_FILES = ("model.safetensors", "open_clip_model.safetensors")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
+#: Why an encoder's ``hf-hub:`` id never downloads (:func:`resolve_checkpoint`).
+ENCODER_CACHE_ONLY = "encoder weights named by hf-hub: ids are read from the cache only"
+
+
 def hub_offline() -> bool:
     """Whether Hub downloads are off: ``HF_HUB_OFFLINE`` as set now (``1``/``true``/``yes``/``on``), else what
     ``huggingface_hub`` read when it was imported."""
@@ -241,16 +245,21 @@ def hub_error(
     if exc is None or isinstance(exc, LocalEntryNotFoundError):
         if offline:
             why = f"downloads are off ({offline})"
-            online = "once with downloads on (" + (
-                "HF_HUB_OFFLINE unset)" if "HF_HUB_OFFLINE" in offline else "local_files_only=False)"
+            switch = (
+                "HF_HUB_OFFLINE unset"
+                if "HF_HUB_OFFLINE" in offline
+                else "local_files_only=False"
+                if "local_files_only" in offline
+                else None
             )
+            online = f"run once with downloads on ({switch}), or " if switch else ""
         else:
             why = f"the Hub could not be reached ({str(exc).splitlines()[0] if exc else 'no connection'})"
-            online = "again with network access"
+            online = "run again with network access, or "
         return FileNotFoundError(
             f"{where}: expected {wanted} in the Hugging Face cache ({cache_dir or constants.HF_HUB_CACHE}), got "
-            f"none there, and {why}. To get it: run {online}, or run `hf download {download or repo_id}` where the "
-            "Hub is reachable and copy its cache folder here (HF_HUB_CACHE), or pass a local path instead"
+            f"none there, and {why}. To get it: {online}run `hf download {download or repo_id}` where the Hub is "
+            "reachable and copy its cache folder here (HF_HUB_CACHE), or pass a local path instead"
         )
     return exc
 
@@ -265,52 +274,26 @@ def _cached_hub_file(repo_id: str, filename: str, revision: str | None) -> Path 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """The local file behind ``path``: ``path`` itself, or for a timm Hub id ``hf-hub:org/name[@revision]`` the
-    repo's ``model.safetensors`` (or ``open_clip_model.safetensors``) in the Hugging Face cache, downloaded only when
-    it is missing and ``HF_HUB_OFFLINE`` is not set (then the cache alone is read, with no network call at all).
-    Only safetensors are taken from the Hub."""
+    repo's ``model.safetensors`` (or ``open_clip_model.safetensors``) in the Hugging Face cache (``HF_HUB_CACHE``).
+
+    Nothing is downloaded, ever: a config that names encoder weights must build the same model on a machine without
+    network. A repo that is not cached is an error naming it and the ``hf download`` command that fetches it. Only
+    safetensors are taken from the cache."""
     hub = parse_hub_id(path)
     if hub is None:
         return Path(path).expanduser()
     repo_id, revision = hub
-    wanted = " or ".join(HUB_WEIGHT_FILES)
-    download = f"{repo_id} {HUB_WEIGHT_FILES[0]}" + (f" --revision {revision}" if revision else "")
-    if hub_offline():
-        for filename in HUB_WEIGHT_FILES:
-            found = _cached_hub_file(repo_id, filename, revision)
-            if found is not None:
-                return found
-        raise hub_error(
-            repo_id, revision, None, offline="HF_HUB_OFFLINE is set", wanted=wanted, download=download
-        )
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
-    try:
-        from huggingface_hub.errors import RemoteEntryNotFoundError
-    except ImportError:  # huggingface_hub < 1.0, where EntryNotFoundError is the remote one
-        from huggingface_hub.errors import EntryNotFoundError as RemoteEntryNotFoundError
-
-    not_cached: Exception | None = None
     for filename in HUB_WEIGHT_FILES:
-        try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision, library_name="polymodal"))
-        except LocalEntryNotFoundError as exc:  # the Hub could not be reached, and it is not cached
-            not_cached = not_cached or exc
-        except RemoteEntryNotFoundError:  # not in the repo: try the next name
-            continue
-        except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-            raise hub_error(repo_id, revision, exc, offline=None) from None
-    if not_cached is not None:
-        raise hub_error(
-            repo_id, revision, not_cached, offline=None, wanted=wanted, download=download
-        ) from None
-    raise PretrainedLoadError(
-        f"{path}: expected {wanted} in the Hub repo {repo_id!r}, got neither (only safetensors weights are read "
-        "from the Hub)"
+        found = _cached_hub_file(repo_id, filename, revision)
+        if found is not None:
+            return found
+    raise hub_error(
+        repo_id,
+        revision,
+        None,
+        offline=ENCODER_CACHE_ONLY,
+        wanted=" or ".join(HUB_WEIGHT_FILES),
+        download=f"{repo_id} {HUB_WEIGHT_FILES[0]}" + (f" --revision {revision}" if revision else ""),
     )
 
 

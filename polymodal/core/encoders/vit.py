@@ -102,8 +102,8 @@ class TransformerEncoderConfig(EncoderConfig):
         None,
         description="Checkpoint loaded when the encoder is built: a local file (.safetensors, or .pth/.pt with "
         "weights_only=True) of a timm ViT, Meta-Transformer encoder or OpenCLIP visual tower, or a timm Hub id "
-        "'hf-hub:org/name[@revision]' (its model.safetensors from the Hugging Face cache, downloaded only when "
-        "missing and HF_HUB_OFFLINE is not set).",
+        "'hf-hub:org/name[@revision]' (its model.safetensors from the Hugging Face cache; nothing is downloaded: "
+        "fetch it once with `hf download org/name model.safetensors`).",
     )
     pretrained_strict: bool = Field(
         True,
