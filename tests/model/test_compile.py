@@ -3,47 +3,16 @@ checks as in-graph assertions, and torch.compile(model) equal to the eager model
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, ClassVar
-
 import pytest
 import torch
-from torch import nn
 
 import polymodal
 from polymodal.core.encoders import TransformerEncoder
 from polymodal.core.encoders.packing import pack, unpack
-from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, check_values
+from polymodal.core.tokenizer import check_values
 from polymodal.core.tokens import Tokens
-from polymodal.registry.tables import unregister
 
 SMALL = {"type": "vit", "embed_dim": 32, "depth": 2, "num_heads": 2}
-
-
-class CompileSeqTokenizer(Tokenizer):
-    """``{"values": [B, N] float, "mask": [B, N] bool}`` -> one token per value; checks through check_values."""
-
-    name: ClassVar[str] = "test_compile_seq"
-    config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.proj = nn.Linear(1, self.config.embed_dim)
-        self.pos = nn.Parameter(0.02 * torch.randn(1, 64, self.config.embed_dim))
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> Tokens:
-        values = check_tensor(batch["values"], self.modality, "(B, N)", 2)
-        mask = batch["mask"]
-        check_values(mask.any(dim=1), self.modality, "at least one real value per row")
-        x = self.proj(values.unsqueeze(-1)) + self.pos[:, : values.shape[1]]
-        return Tokens(x * mask.unsqueeze(-1), mask, self.modality)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _seq_tokenizer() -> Iterator[None]:
-    polymodal.register(CompileSeqTokenizer)
-    yield
-    unregister("tokenizer", "test_compile_seq")
 
 
 def _masked(b: int, n: int, lengths: list[int], name: str, d: int = 32) -> Tokens:
@@ -62,7 +31,7 @@ def _seq(lengths: list[int], n: int | None = None) -> dict[str, torch.Tensor]:
 def _model() -> polymodal.MultimodalModel:
     return polymodal.build_model(
         encoder=SMALL,
-        tokenizers={"image": {"type": "image", "patch_size": 8, "img_size": 32}, "seq": "test_compile_seq"},
+        tokenizers={"image": {"type": "image", "patch_size": 8, "img_size": 32}, "seq": "test_seq"},
         heads={
             "image": {"type": "classification", "num_classes": 3},
             "seq": {"type": "classification", "num_classes": 2},

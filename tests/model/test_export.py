@@ -11,38 +11,19 @@ from typing import Any, ClassVar
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import polymodal
-from polymodal.core.tokenizer import Tokenizer, TokenizerConfig, check_tensor, check_values
 from polymodal.core.tokens import Tokens
 from polymodal.model.export import TensorForward, export_onnx, export_program, onnx_input_names, onnx_inputs
 from polymodal.registry.tables import unregister
+
+from .conftest import SeqTokenizer
 
 SMALL = {"type": "vit", "embed_dim": 32, "depth": 2, "num_heads": 2}
 TEXT_N = 16  # text padded to a fixed length for a fixed-shape program
 
 
-class ExportSeqTokenizer(Tokenizer):
-    """``{"values": [B, N], "mask": [B, N]}`` -> one token per value; value checks through check_values."""
-
-    name: ClassVar[str] = "test_export_seq"
-    config_class: ClassVar[type[TokenizerConfig]] = TokenizerConfig
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.proj = nn.Linear(1, self.config.embed_dim)
-        self.pos = nn.Parameter(0.02 * torch.randn(1, 64, self.config.embed_dim))
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> Tokens:
-        values = check_tensor(batch["values"], self.modality, "(B, N)", 2)
-        mask = batch["mask"]
-        check_values(mask.any(dim=1), self.modality, "at least one real value per row")
-        x = self.proj(values.unsqueeze(-1)) + self.pos[:, : values.shape[1]]
-        return Tokens(x * mask.unsqueeze(-1), mask, self.modality)
-
-
-class HostCheckTokenizer(ExportSeqTokenizer):
+class HostCheckTokenizer(SeqTokenizer):
     """The same, with a check that reads a value in Python (``bool(...)``), as older plugins do."""
 
     name: ClassVar[str] = "test_export_host_check"
@@ -55,14 +36,12 @@ class HostCheckTokenizer(ExportSeqTokenizer):
 
 @pytest.fixture(scope="module", autouse=True)
 def _tokenizers() -> Iterator[None]:
-    polymodal.register(ExportSeqTokenizer)
     polymodal.register(HostCheckTokenizer)
     yield
-    unregister("tokenizer", "test_export_seq")
     unregister("tokenizer", "test_export_host_check")
 
 
-def _model(second: str = "test_export_seq", **tok: Any) -> polymodal.MultimodalModel:
+def _model(second: str = "test_seq", **tok: Any) -> polymodal.MultimodalModel:
     return polymodal.build_model(
         encoder=SMALL,
         tokenizers={
@@ -151,7 +130,7 @@ def test_image_and_text_export_equals_eager() -> None:
 
 def test_export_checks_are_assertions_in_the_program() -> None:
     program = export_program(_model(), _batch(2, [3, 5]))
-    with pytest.raises(RuntimeError, match=r"^test_export_seq: expected at least one real value per row"):
+    with pytest.raises(RuntimeError, match=r"^test_seq: expected at least one real value per row"):
         program.module()({"image": torch.randn(2, 3, 32, 32), "seq": _seq([3, 0])})
     with pytest.raises(RuntimeError, match=r"^image: expected finite values"):
         program.module()({"image": torch.full((2, 3, 32, 32), float("nan")), "seq": _seq([3, 5])})

@@ -15,58 +15,21 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import torch
 from huggingface_hub import HfApi, constants
 from huggingface_hub.repocard import metadata_load
-from pydantic import Field
 from safetensors.torch import save_file
 from timm.models.vision_transformer import VisionTransformer
-from torch import nn
 
 import polymodal
-from polymodal.core.component import LocalFile
 from polymodal.core.encoders import TransformerEncoder
-from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
-from polymodal.core.tokens import Tokens
 from polymodal.model.hub import HUB_FILES, model_card
-from polymodal.registry.tables import unregister
 
 SMALL = {"type": "vit", "embed_dim": 16, "depth": 1, "num_heads": 2}
 SAFETY_OFF = re.compile(r"weights_only\s*=\s*False|trust_remote_code|allow_pickle|unsafe", re.IGNORECASE)
-
-
-# -- a tokenizer with a file (what save_pretrained copies into files/) ---------------------------------------------
-
-
-class HubTableConfig(TokenizerConfig):
-    type: str = "test_hub_lookup"
-    table_file: LocalFile = Field(None, description="one number a line: the embedding scale of each id")
-
-
-class HubLookupTokenizer(Tokenizer):
-    """``[B, N]`` ids -> one token each, scaled by the number on line ``id`` of ``table_file``."""
-
-    name: ClassVar[str] = "test_hub_lookup"
-    config_class: ClassVar[type[HubTableConfig]] = HubTableConfig
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.scale = torch.tensor([float(x) for x in Path(self.config.table_file).read_text().split()])
-        self.embed = nn.Embedding(len(self.scale), self.config.embed_dim)
-
-    def forward(self, ids: torch.Tensor) -> Tokens:
-        x = self.embed(ids) * self.scale[ids, None]
-        return Tokens(x, torch.ones(ids.shape, dtype=torch.bool), self.modality)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _lookup_tokenizer() -> Iterator[None]:
-    polymodal.register(HubLookupTokenizer)
-    yield
-    unregister("tokenizer", "test_hub_lookup")
 
 
 # -- no network, and a Hugging Face cache of our own -------------------------------------------------------------
@@ -137,7 +100,7 @@ def _model(
     table.write_text("\n".join(map(str, scales)) + "\n")
     torch.manual_seed(seed)
     return polymodal.build_model(
-        tokenizers={"a": {"type": "test_hub_lookup", "table_file": str(table)}, "b": "tabular"},
+        tokenizers={"a": {"type": "test_lookup", "table_file": str(table)}, "b": "tabular"},
         encoder=SMALL,
         heads={
             "a": {"type": "classification", "num_classes": 3},
@@ -403,11 +366,11 @@ def test_push_to_hub_uploads_the_saved_files_and_a_model_card(
     assert meta == {
         "library_name": "polymodal",
         "license": "mit",
-        "tags": ["polymodal", "multimodal", "meta-transformer", "test_hub_lookup", "tabular"],
+        "tags": ["polymodal", "multimodal", "meta-transformer", "test_lookup", "tabular"],
     }
     assert "# demo\n" in card
     assert 'model = polymodal.from_pretrained("org/demo")' in card
-    assert '| `a` | `test_hub_lookup` | `max_tokens=8192`, `table_file="files/table.txt"` |' in card
+    assert '| `a` | `test_lookup` | `max_tokens=8192`, `table_file="files/table.txt"` |' in card
     assert "| `b` | `tabular` | `max_tokens=8192`, `numeric=[]`, `categorical=[]`, `max_columns=64` |" in card
     assert "`vit`, width 16, 1 block, 2 attention heads" in card
     assert "| `a` | `classification` | `a` | 3 | accuracy ↑, macro_f1 ↑ |" in card
@@ -448,7 +411,7 @@ def test_model_card_of_an_unsaved_model_shows_file_names_not_local_paths(tmp_pat
         "- polymodal",
         "- multimodal",
         "- meta-transformer",
-        "- test_hub_lookup",
+        "- test_lookup",
         "- tabular",
         "- mine",
     ]

@@ -11,52 +11,20 @@ import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import torch
-from pydantic import Field
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch import nn
 
 import polymodal
-from polymodal.core.component import LocalFile, local_file_fields
-from polymodal.core.tokenizer import Tokenizer, TokenizerConfig
-from polymodal.core.tokens import Tokens
+from polymodal.core.component import local_file_fields
 from polymodal.model.checkpoint import atomic_write, config_sha256
-from polymodal.registry.tables import unregister
+
+from .conftest import TableConfig
 
 SMALL = {"type": "vit", "embed_dim": 16, "depth": 1, "num_heads": 2}
-
-
-class TableConfig(TokenizerConfig):
-    type: str = "test_lookup"
-    table_file: LocalFile = Field(None, description="one number a line: the embedding scale of each id")
-    notes: str | None = Field(None, description="a plain string field (not a file)")
-
-
-class LookupTokenizer(Tokenizer):
-    """``[B, N]`` ids -> one token each, scaled by the number on line ``id`` of ``table_file``."""
-
-    name: ClassVar[str] = "test_lookup"
-    config_class: ClassVar[type[TableConfig]] = TableConfig
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.scale = torch.tensor([float(x) for x in Path(self.config.table_file).read_text().split()])
-        self.embed = nn.Embedding(len(self.scale), self.config.embed_dim)
-
-    def forward(self, ids: torch.Tensor) -> Tokens:
-        x = self.embed(ids) * self.scale[ids, None]
-        return Tokens(x, torch.ones(ids.shape, dtype=torch.bool), self.modality)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _lookup_tokenizer() -> Iterator[None]:
-    polymodal.register(LookupTokenizer)
-    yield
-    unregister("tokenizer", "test_lookup")
 
 
 @pytest.fixture
