@@ -739,28 +739,24 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     def _steps(self, n_batches: int, world: int) -> int:
         return n_batches // world if self.drop_last else math.ceil(n_batches / world)
 
-    def global_batches(self) -> list[list[int]]:
-        """Every batch of the epoch (of all processes, step after step), grouped by stream."""
+    def _batch(self, k: int) -> list[int]:
+        """Batch ``k`` of the epoch, its items grouped by stream (the stream order of the other samplers)."""
         order, bounds = self._epoch()
         ends = torch.as_tensor(np.cumsum(_stream_sizes(self.sampler.dataset)), dtype=torch.long)
-        out = []
-        for k in range(len(bounds) - 1):
-            batch = order[bounds[k] : bounds[k + 1]]
-            stream = torch.searchsorted(ends, batch, right=True)
-            out.append(batch[torch.sort(stream, stable=True).indices].tolist())
-        return out
+        batch = order[bounds[k] : bounds[k + 1]]
+        stream = torch.searchsorted(ends, batch, right=True)
+        return batch[torch.sort(stream, stable=True).indices].tolist()
+
+    def global_batches(self) -> list[list[int]]:
+        """Every batch of the epoch (of all processes, step after step), grouped by stream."""
+        return [self._batch(k) for k in range(len(self._epoch()[1]) - 1)]
 
     def __iter__(self) -> Iterator[list[int]]:
         rank, world = get_dist_info()
-        order, bounds = self._epoch()
-        ends = torch.as_tensor(np.cumsum(_stream_sizes(self.sampler.dataset)), dtype=torch.long)
-        n_batches = len(bounds) - 1
+        n_batches = len(self._epoch()[1]) - 1
         for step in range(self._steps(n_batches, world)):
-            k = step * world + rank
-            if k < n_batches:
-                batch = order[bounds[k] : bounds[k + 1]]
-                stream = torch.searchsorted(ends, batch, right=True)
-                yield batch[torch.sort(stream, stable=True).indices].tolist()
+            if step * world + rank < n_batches:
+                yield self._batch(step * world + rank)
 
     def __len__(self) -> int:
         rank, world = get_dist_info()
